@@ -1,0 +1,52 @@
+# teamflow.platform: the two commands a user needs are `make lab` and `make test`.
+# Both set up what is missing on a fresh Debian machine (virtualenv, Docker
+# engine, base image) first.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV        ?= .venv
+PYTHON      ?= python3
+SUITE       ?= bookworm
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+.PHONY: help venv engine image lab lab-destroy test lint unit molecule readme
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed ## Create .venv/ with the pinned Python dependencies
+
+engine: ## Install and start the Docker engine (and the lab's apt cache) if needed
+	lab/ensure-engine.sh
+
+image: engine ## Build the lab's Debian base image if its recipe changed
+	lab/build-image.sh $(SUITE)
+
+lab: venv image ## Start the lab containers and converge playbooks/site.yml on them
+	MOLECULE_IMAGE=$$(lab/build-image.sh $(SUITE)) lab/lab.sh up
+
+lab-destroy: venv engine ## Remove the lab's containers and network
+	lab/lab.sh destroy
+
+test: venv image ## Run every check: lint, sanity, unit tests, every molecule scenario
+	MOLECULE_IMAGE=$$(lab/build-image.sh $(SUITE)) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: venv ## Only the static checks (yamllint, ansible-lint, sanity, flake8, specs)
+	$(VENV)/bin/pytest -m static $(PYTEST_ARGS)
+
+unit: venv ## Only the Python unit tests of the collection's plugins
+	$(VENV)/bin/pytest -m unit $(PYTEST_ARGS)
+
+molecule: venv image ## Only the molecule scenarios (SCENARIO=name for one)
+	MOLECULE_IMAGE=$$(lab/build-image.sh $(SUITE)) $(VENV)/bin/pytest -m molecule $(if $(SCENARIO),-k "molecule and $(SCENARIO)") $(PYTEST_ARGS)
+
+readme: venv ## Regenerate the variables section of every role README
+	$(VENV)/bin/python tools/role_readme.py --write

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Build the lab's base image: bare Debian with python3 and systemd as PID 1.
+#
+#   lab/build-image.sh [SUITE]      SUITE: bookworm (default) or trixie
+#
+# Prints the image reference on stdout. The tag carries a hash of the recipe
+# (this script, lab/image/, the host's extra CA certificates and the suite), so
+# a changed recipe builds a new image and an unchanged one is reused.
+set -euo pipefail
+
+suite=${1:-bookworm}
+case "$suite" in
+  bookworm | trixie) ;;
+  *) echo "build-image: unknown suite '$suite' (bookworm or trixie)" >&2; exit 2 ;;
+esac
+
+here=$(cd "$(dirname "$0")" && pwd)
+mirror=${TEAMFLOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+security_mirror=${TEAMFLOW_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+packages=python3,python3-apt,systemd,systemd-sysv,sudo,ca-certificates,iproute2,procps
+
+shopt -s nullglob
+extra_cas=(/usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt)
+recipe_hash=$(
+  {
+    echo "$suite $mirror $security_mirror $packages"
+    cat "$0" "$here"/image/*
+    for ca in "${extra_cas[@]}"; do cat "$ca"; done
+  } | sha256sum | cut -c1-12
+)
+repo=teamflow-lab/debian
+image="$repo:$suite-$recipe_hash"
+
+if docker image inspect "$image" >/dev/null 2>&1; then
+  docker tag "$image" "$repo:$suite"
+  echo "$image"
+  exit 0
+fi
+
+command -v debootstrap >/dev/null || {
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >&2
+}
+
+root=$(mktemp -d /var/tmp/teamflow-image.XXXXXX)
+trap 'rm -rf "$root"' EXIT
+echo "build-image: debootstrapping $suite into $root" >&2
+debootstrap --variant=minbase --include="$packages" "$suite" "$root" "$mirror" >&2
+
+# Debian's own sources, security updates included, in deb822 form.
+rm -f "$root/etc/apt/sources.list"
+cat >"$root/etc/apt/sources.list.d/debian.sources" <<SOURCES
+Types: deb
+URIs: $mirror
+Suites: $suite $suite-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $security_mirror
+Suites: $suite-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+
+# Trust the CAs the host trusts beyond Debian's bundle (an HTTPS proxy's, for one).
+for ca in "${extra_cas[@]}"; do
+  install -m 0644 "$ca" "$root/usr/local/share/ca-certificates/$(basename "$ca")"
+done
+chroot "$root" update-ca-certificates >&2
+
+# Use the host's apt cache when there is one.
+install -m 0755 "$here/image/apt-proxy-detect" "$root/usr/local/sbin/teamflow-lab-apt-proxy"
+echo 'Acquire::http::Proxy-Auto-Detect "/usr/local/sbin/teamflow-lab-apt-proxy";' \
+  >"$root/etc/apt/apt.conf.d/01teamflow-lab-proxy"
+
+# A container boots systemd without a console, udev or a real disk.
+for unit in getty@tty1.service console-getty.service systemd-remount-fs.service \
+  systemd-udevd.service systemd-udev-trigger.service systemd-firstboot.service; do
+  ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+: >"$root/etc/machine-id"
+rm -f "$root/var/lib/dbus/machine-id"
+# Package lists as a freshly installed Debian has them (so a check-mode run can
+# resolve packages), aged so that the first apt task with cache_valid_time refreshes them.
+chroot "$root" apt-get update -qq >&2
+chroot "$root" apt-get clean >&2
+rm -f "$root/var/lib/apt/periodic/update-success-stamp"
+touch -d @0 "$root/var/lib/apt/lists"
+
+echo "build-image: importing $image" >&2
+tar -C "$root" -c . | docker import \
+  --change 'CMD ["/lib/systemd/systemd"]' \
+  --change 'ENV container=docker' \
+  - "$image" >&2
+docker tag "$image" "$repo:$suite"
+echo "$image"

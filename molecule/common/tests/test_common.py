@@ -1,0 +1,76 @@
+"""What teamflow.platform.common leaves on a host (molecule scenario `common`)."""
+
+import pytest
+
+testinfra_hosts = ["ansible://all"]
+
+
+@pytest.mark.parametrize("package", ["ca-certificates", "curl", "jq", "locales", "tzdata", "chrony", "dbus"])
+def test_package_is_installed(host, package):
+    assert host.package(package).is_installed
+
+
+def test_apt_does_not_install_recommends(host):
+    out = host.check_output("apt-config dump APT::Install-Recommends APT::Install-Suggests")
+    assert 'APT::Install-Recommends "false";' in out
+    assert 'APT::Install-Suggests "false";' in out
+
+
+def test_apt_package_lists_were_fetched(host):
+    # the lab image ships without package lists: the role's cache update fetched them
+    assert host.run("find /var/lib/apt/lists -name '*_Packages*' | grep -q .").rc == 0
+
+
+def test_timezone(host):
+    assert host.file("/etc/localtime").linked_to.endswith("/Europe/Berlin")
+    if host.system_info.release.split(".")[0] == "12":
+        # Debian 12 still has the legacy file, which some runtimes read; 13 dropped it
+        assert host.file("/etc/timezone").content_string.strip() == "Europe/Berlin"
+    assert host.check_output("date +%Z") in ("CET", "CEST")
+
+
+def test_locales_are_generated(host):
+    available = host.check_output("locale -a").lower().split()
+    assert "en_gb.utf8" in available
+    assert "de_de.utf8" in available
+
+
+def test_system_locale(host):
+    assert "LANG=en_GB.UTF-8" in host.file("/etc/default/locale").content_string.splitlines()
+    # a login session gets it through pam_env
+    assert host.check_output("su -l root -c 'echo $LANG'") == "en_GB.UTF-8"
+
+
+def test_hostname(host):
+    assert host.check_output("hostname") == "common-debian12"
+    assert host.file("/etc/hostname").content_string.strip() == "common-debian12"
+
+
+def test_chrony_is_running_with_the_configured_sources(host):
+    assert host.service("chrony").is_running
+    assert host.service("chrony").is_enabled
+    conf = host.file("/etc/chrony/chrony.conf").content_string
+    assert "pool 2.debian.pool.ntp.org iburst" in conf
+    assert "server ntp1.teamflow.example.com iburst" in conf
+    # chronyd answers on its command socket
+    assert host.run("chronyc -n tracking").rc == 0
+
+
+def test_chrony_leaves_the_clock_of_a_container_alone(host):
+    # the lab hosts are containers: the clock belongs to the machine under them
+    assert host.file("/etc/default/chrony").contains('DAEMON_OPTS="-F 1 -x"')
+    cmdline = host.check_output("cat /proc/$(pidof chronyd | cut -d' ' -f1)/cmdline | tr '\\0' ' '")
+    assert " -x" in cmdline
+    # so it runs without CAP_SYS_TIME, which the lab containers do not have
+    assert host.file("/etc/systemd/system/chrony.service.d/60-teamflow-no-clock.conf").contains("^ConditionCapability=$")
+
+
+def test_journald_retention(host):
+    conf = host.file("/etc/systemd/journald.conf.d/60-teamflow.conf")
+    assert conf.mode == 0o644
+    assert "SystemMaxUse=256M" in conf.content_string
+    assert "MaxRetentionSec=14day" in conf.content_string
+    assert "Storage=persistent" in conf.content_string
+    # journald runs with it: the journal is on disk, not only in /run
+    assert host.file("/var/log/journal").is_directory
+    assert host.run("journalctl --header -q | grep -q 'File path: /var/log/journal'").rc == 0

@@ -1,0 +1,71 @@
+"""Shared helpers of the repo's test suite (`make test`).
+
+Every check is a pytest test, so one run ends with pytest's summary line. Long
+commands stream their output to artifacts/logs/<name>.log; a failing one shows
+the tail of its log in the assertion.
+"""
+
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+COLLECTION = ROOT / "ansible_collections" / "teamflow" / "platform"
+LOGS = ROOT / "artifacts" / "logs"
+
+# Run order: cheap checks first, so a lint error fails in seconds, not after the scenarios.
+_ORDER = {"static": 0, "unit": 1, "molecule": 2, "lab": 3}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if COLLECTION / "tests" / "unit" in pathlib.Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.unit)
+
+    def rank(item):
+        for name, value in _ORDER.items():
+            if item.get_closest_marker(name):
+                return value
+        return len(_ORDER)
+
+    items.sort(key=rank)
+
+
+def run(argv, log_name, cwd=ROOT, env=None, timeout=3600):
+    """Run argv, writing its output to artifacts/logs/<log_name>.log.
+
+    Returns (returncode, output). The environment is this process's, with the
+    venv first on PATH and ansible.cfg of the repo in force.
+    """
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"{log_name}.log"
+    full_env = dict(os.environ)
+    full_env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    full_env.setdefault("ANSIBLE_FORCE_COLOR", "0")
+    full_env["PY_COLORS"] = "0"
+    full_env.update(env or {})
+    with open(log, "w", encoding="utf-8") as out:
+        out.write(f"$ {' '.join(str(a) for a in argv)}   (in {cwd})\n")
+        out.flush()
+        proc = subprocess.run(
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=full_env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+    return proc.returncode, log.read_text(encoding="utf-8", errors="replace")
+
+
+def tail(text, lines=60):
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def roles():
+    return sorted(p.name for p in (COLLECTION / "roles").iterdir() if (p / "tasks").is_dir())
