@@ -10,9 +10,12 @@ mkdir -p .lab
 case "${1:-up}" in
   up)
     ansible-playbook -i localhost, lab/lab.yml
+    # the lab's vault password and secrets: made here, random, never committed
+    lab/vault.py
     start=$(date +%s)
     # keep the recap: a second `make lab` must report changed=0 for every host
-    ansible-playbook -i inventories/lab playbooks/site.yml "${@:2}" | tee .lab/site.log
+    ansible-playbook -i inventories/lab --vault-password-file .lab/vault-password \
+      playbooks/site.yml "${@:2}" | tee .lab/site.log
     echo "site.yml took $(($(date +%s) - start)) s"
     echo
     echo "The lab (inventory: inventories/lab/hosts.yml):"
@@ -20,6 +23,9 @@ case "${1:-up}" in
       ip=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' "$name")
       printf '  %-12s %-15s docker exec -it %s bash\n' "$name" "$ip" "$name"
     done
+    echo
+    echo "Metrics: https://<address>:9100/metrics on every host (node_exporter; user prometheus,"
+    echo "  password: ansible-vault view --vault-password-file .lab/vault-password inventories/lab/group_vars/all/vault.yml)"
     if awk '/PLAY RECAP/{r=1;next} r && /changed=/{split($0,a,"changed=");split(a[2],b," "); if (b[1]!=0) bad=1} END{exit bad}' .lab/site.log; then
       echo "Converged: changed=0 on every host."
     fi

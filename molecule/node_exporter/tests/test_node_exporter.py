@@ -1,0 +1,114 @@
+"""node_exporter behind TLS and basic auth (molecule scenario `node_exporter`).
+
+The tests run on the client container and scrape the node_exporter host over the
+scenario's network, as Prometheus would.
+"""
+
+import os
+
+import pytest
+import testinfra
+
+testinfra_hosts = ["ansible://ne-client"]
+
+URL = "https://node-exporter:9100/metrics"
+USER, PASSWORD = "prometheus", "molecule-scrape-password"
+
+
+@pytest.fixture(scope="module")
+def server():
+    return testinfra.get_host("ansible://node-exporter", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+@pytest.fixture(scope="module")
+def cacert(host, server):
+    """The server's self-signed certificate, copied to the client as its trust anchor."""
+    pem = server.file("/etc/prometheus/node-exporter/tls.crt").content_string
+    assert "BEGIN CERTIFICATE" in pem
+    host.run_expect([0], "printf '%%s' %s > /tmp/node-exporter-ca.pem", pem)
+    return "/tmp/node-exporter-ca.pem"
+
+
+def curl(host, *args):
+    """Status code and body of a curl call from the client."""
+    out = host.run("curl -sS -o /tmp/body -w '%%{http_code}' " + " ".join(["%s"] * len(args)) + " && cat /tmp/body", *args)
+    return out.stdout[:3], out.stdout[3:], out
+
+
+def test_metrics_over_https_with_credentials(host, cacert):
+    code, body, _ = curl(host, "--cacert", cacert, "-u", f"{USER}:{PASSWORD}", URL)
+    assert code == "200"
+    for metric in ("node_cpu_seconds_total", "node_memory_MemAvailable_bytes", "node_filesystem_avail_bytes"):
+        assert f"\n{metric}{{" in body or f"\n{metric} " in body, metric
+
+
+def test_a_password_with_a_colon_works(host, cacert):
+    code, _, _ = curl(host, "--cacert", cacert, "-u", "operator:another password: with a colon", URL)
+    assert code == "200"
+
+
+def test_the_certificate_verifies_for_the_host_name(host, cacert):
+    # --cacert without -k: the name node-exporter is in the certificate
+    out = host.run("curl -sS --cacert %s -o /dev/null -w '%%{ssl_verify_result}' -u %s %s", cacert, f"{USER}:{PASSWORD}", URL)
+    assert out.rc == 0, out.stderr
+    assert out.stdout == "0"
+
+
+def test_without_credentials_is_401(host, cacert):
+    code, body, _ = curl(host, "--cacert", cacert, URL)
+    assert code == "401"
+    assert "node_cpu_seconds_total" not in body
+
+
+def test_wrong_password_is_401(host, cacert):
+    code, _, _ = curl(host, "--cacert", cacert, "-u", f"{USER}:wrong", URL)
+    assert code == "401"
+
+
+def test_plain_http_gets_no_metrics(host):
+    out = host.run("curl -sS -u %s -w '\\n%%{http_code}' http://node-exporter:9100/metrics", f"{USER}:{PASSWORD}")
+    assert "node_cpu_seconds_total" not in out.stdout
+    assert out.stdout.strip().endswith("400")  # "Client sent an HTTP request to an HTTPS server"
+
+
+def test_tls_below_1_2_is_refused(host, cacert):
+    out = host.run("curl -sS --cacert %s --tlsv1.1 --tls-max 1.1 -u %s %s", cacert, f"{USER}:{PASSWORD}", URL)
+    assert out.rc != 0
+
+
+def test_a_textfile_metric_shows_up(host, server, cacert):
+    server.run_expect([0], "echo 'teamflow_molecule_probe{source=\"textfile\"} 42' | node-exporter-textfile molecule_probe")
+    assert server.file("/var/lib/prometheus/node-exporter/molecule_probe.prom").mode == 0o644
+    # no temporary file is left beside it
+    assert server.run("ls -A /var/lib/prometheus/node-exporter | grep -c '^\\.'").stdout.strip() == "0"
+    _, body, _ = curl(host, "--cacert", cacert, "-u", f"{USER}:{PASSWORD}", URL)
+    assert 'teamflow_molecule_probe{source="textfile"} 42' in body
+
+
+def test_service_runs_sandboxed_without_capabilities(server):
+    assert server.service("prometheus-node-exporter").is_running
+    assert server.service("prometheus-node-exporter").is_enabled
+    props = server.check_output(
+        "systemctl show prometheus-node-exporter -p NoNewPrivileges -p ProtectSystem -p PrivateTmp -p CapabilityBoundingSet -p User"
+    )
+    assert "NoNewPrivileges=yes" in props
+    assert "ProtectSystem=strict" in props
+    assert "PrivateTmp=yes" in props
+    assert "CapabilityBoundingSet=\n" in props + "\n"
+    assert "User=prometheus" in props
+
+
+def test_secrets_are_not_readable_by_others(server):
+    web = server.file("/etc/prometheus/node-exporter/web.yml")
+    assert web.mode == 0o640 and web.user == "root" and web.group == "prometheus"
+    assert "molecule-scrape-password" not in web.content_string
+    assert "$2b$" in web.content_string
+    key = server.file("/etc/prometheus/node-exporter/tls.key")
+    assert key.mode == 0o640 and key.group == "prometheus"
+
+
+def test_the_flags_reach_the_process(server):
+    pid = server.check_output("systemctl show -p MainPID --value prometheus-node-exporter")
+    cmdline = server.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
+    assert "--web.config.file=/etc/prometheus/node-exporter/web.yml" in cmdline
+    assert "--collector.systemd" in cmdline
