@@ -8,9 +8,7 @@ log_dir=${TEAMFLOW_LAB_LOG_DIR:-/var/log/teamflow-lab}
 mkdir -p "$log_dir"
 
 apt_install() {
-  if [ -z "$(ls /var/lib/apt/lists/*_Packages* 2>/dev/null)" ]; then
-    apt-get update -qq
-  fi
+  apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 

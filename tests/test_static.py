@@ -1,6 +1,7 @@
 """Static checks: no container is started."""
 
 import importlib.util
+import json
 import pathlib
 import re
 import shutil
@@ -110,3 +111,20 @@ def test_playbooks_pass_syntax_check():
         rc, out = run(["ansible-playbook", "--syntax-check", "-i", "localhost,", playbook],
                       f"syntax-{playbook.stem}")
         assert rc == 0, tail(out)
+
+
+def test_requirements_yml_matches_the_bundled_collections():
+    rc, out = run(["ansible-galaxy", "collection", "list", "--format", "json"], "galaxy-collection-list")
+    assert rc == 0, tail(out)
+    listing = json.loads(out[out.index("{"):])
+    installed = {}
+    for collections in listing.values():
+        for name, info in collections.items():
+            installed.setdefault(name, info["version"])
+    wanted = yaml.safe_load((ROOT / "requirements.yml").read_text())["collections"]
+    assert wanted
+    for entry in wanted:
+        assert installed.get(entry["name"]) == entry["version"], entry["name"]
+    galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
+    for name in galaxy["dependencies"]:
+        assert name in {entry["name"] for entry in wanted}, f"{name} is a dependency in galaxy.yml but not in requirements.yml"
