@@ -253,11 +253,15 @@ def test_drain_takes_an_app_host_out_of_the_pool_and_puts_it_back(host):
 
     assert upstream_hosts() == {"nginx-app1", "nginx-app2"}
     master = web().check_output("cat /run/nginx.pid")
-    run = ansible_playbook("drain.yml", "-e", '{"drain_hosts": ["nginx-app1"], "drain_state": "drained"}')
+    run = ansible_playbook("drain.yml", "--limit", "nginx-app1", "-e", "drain_state=drained")
     assert run.returncode == 0, run.stdout[-3000:]
     assert upstream_hosts() == {"nginx-app2"}
-    assert "down" in web().file("/etc/nginx/conf.d/teamflow-upstream.conf").content_string
-    run = ansible_playbook("drain.yml", "-e", '{"drain_hosts": ["nginx-app1"], "drain_state": "active"}')
+    assert "nginx-app1:8000 max_fails=3 fail_timeout=10s down;" in web().file("/etc/nginx/conf.d/teamflow-upstream.conf").content_string
+    # a converge of the role in between keeps the host drained
+    run = ansible_playbook("converge.yml")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert upstream_hosts() == {"nginx-app2"}
+    run = ansible_playbook("drain.yml", "--limit", "nginx-app1", "-e", "drain_state=active")
     assert run.returncode == 0, run.stdout[-3000:]
     assert upstream_hosts() == {"nginx-app1", "nginx-app2"}
     # applied by reloads: the master process is the same
