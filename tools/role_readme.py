@@ -42,7 +42,7 @@ def render(role):
         if opt.get("required"):
             default = "**required**"
         else:
-            default = "`" + yaml.safe_dump(opt.get("default"), default_flow_style=True).strip().removesuffix("...").strip() + "`"
+            default = "`" + yaml.safe_dump(opt.get("default"), default_flow_style=True, width=float("inf")).strip().removesuffix("...").strip() + "`"
         desc = " ".join(_plain(d) for d in opt.get("description", []))
         if opt.get("choices"):
             desc += " One of: " + ", ".join(f"`{c}`" for c in opt["choices"]) + "."
