@@ -45,3 +45,11 @@ if [ "${TEAMFLOW_LAB_APT_CACHE:-1}" = 1 ] && ! (exec 3<>/dev/tcp/127.0.0.1/3142)
     sleep 0.5
   done
 fi
+
+# Lab containers share this kernel and cannot change its settings (read-only
+# /proc/sys). Give it what teamflow.platform.redis sets on a real host; the role
+# checks the values from inside the container.
+if [ "$(cat /proc/sys/vm/overcommit_memory)" != 1 ]; then
+  echo "ensure-engine: vm.overcommit_memory=1 for the lab's Redis (shared kernel)" >&2
+  sysctl -q -w vm.overcommit_memory=1
+fi
