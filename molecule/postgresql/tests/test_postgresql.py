@@ -1,0 +1,171 @@
+"""PostgreSQL as the app tier and an operator see it (molecule scenario `postgresql`).
+
+The tests run on the client container (an app host) and talk to pg-primary and
+pg-replica over the scenario's network. Every test takes `host`, so pytest keeps
+them in file order.
+"""
+
+import os
+import pathlib
+import subprocess
+import time
+
+import pytest
+import testinfra
+
+testinfra_hosts = ["ansible://pg-client"]
+
+PRIMARY, REPLICA = "pg-primary", "pg-replica"
+APP_PASSWORD = "molecule-app-password-0123456789"
+CA = "/tmp/pg-ca.crt"
+PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
+SCENARIO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def remote(name):
+    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+
+
+def superuser_sql(name, sql):
+    """Run SQL as the postgres OS user (peer) on a database host; unaligned output."""
+    return remote(name).check_output("runuser -u postgres -- psql -XAtq -d teamflow -c %s", sql)
+
+
+def app_psql(host, server, sql, password=APP_PASSWORD, sslmode="verify-full"):
+    """Run SQL as the app role from the client; the command's result."""
+    conninfo = f"host={server} dbname=teamflow user=teamflow sslmode={sslmode} sslrootcert={CA}"
+    return host.run("PGPASSWORD=%s psql -XAtq -v ON_ERROR_STOP=1 %s -c %s", password, conninfo, sql)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def trust_the_internal_ca(host):
+    """The client trusts the CA the role keeps on the primary, as an app host would."""
+    pem = remote(PRIMARY).file("/etc/postgresql/ssl/ca.crt").content_string
+    host.run_expect([0], "printf '%%s' %s > " + CA, pem)
+
+
+def ansible_playbook(playbook, *extra):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(PROJECT))
+    return subprocess.run(
+        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / playbook), *extra],
+        capture_output=True, text=True, env=env, check=False,
+    )
+
+
+# --- access ---------------------------------------------------------------------
+
+def test_the_app_connects_over_tls_with_scram(host):
+    result = app_psql(host, PRIMARY, "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+    assert result.rc == 0, result.stderr
+    ssl, version = result.stdout.strip().split("|")
+    assert ssl == "t" and version in ("TLSv1.2", "TLSv1.3")
+    method = superuser_sql(PRIMARY, "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'teamflow'")
+    assert method == "t"
+
+
+def test_a_connection_without_tls_is_rejected_by_pg_hba(host):
+    result = app_psql(host, PRIMARY, "SELECT 1", sslmode="disable")
+    assert result.rc != 0
+    assert "pg_hba.conf rejects connection" in result.stderr
+
+
+def test_a_wrong_password_is_refused(host):
+    result = app_psql(host, PRIMARY, "SELECT 1", password="not-the-password")
+    assert result.rc != 0
+    assert "password authentication failed" in result.stderr
+
+
+def test_the_app_role_is_no_superuser_and_owns_its_database(host):
+    flags = superuser_sql(PRIMARY, "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb, rolreplication FROM pg_roles WHERE rolname = 'teamflow'")
+    assert flags == "f|f|f|f|f"
+    assert superuser_sql(PRIMARY, "SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'teamflow'") == "teamflow"
+    assert superuser_sql(PRIMARY, "SELECT extname FROM pg_extension WHERE extname = 'pgcrypto'") == "pgcrypto"
+
+
+def test_the_app_role_cannot_create_a_role_or_read_pg_authid(host):
+    result = app_psql(host, PRIMARY, "CREATE ROLE intruder")
+    assert result.rc != 0 and "permission denied to create role" in result.stderr
+    result = app_psql(host, PRIMARY, "SELECT rolpassword FROM pg_authid")
+    assert result.rc != 0 and "permission denied" in result.stderr
+
+
+def test_the_server_presents_the_internal_cas_certificate_for_its_name(host):
+    # verify-full checks the name; a wrong name must fail
+    result = host.run("PGPASSWORD=%s psql -XAtq 'host=%s hostaddr=%s dbname=teamflow user=teamflow sslmode=verify-full sslrootcert=%s' -c 'SELECT 1'",
+                      APP_PASSWORD, "db.elsewhere.test", host.check_output("getent ahostsv4 %s | awk 'NR==1 {print $1}'", PRIMARY), CA)
+    assert result.rc != 0 and "does not match host name" in result.stderr
+
+
+# --- replication -----------------------------------------------------------------
+
+def test_a_row_written_on_the_primary_appears_on_the_replica(host):
+    for sql in ("CREATE TABLE IF NOT EXISTS molecule_probe (id serial PRIMARY KEY, note text)",
+                "INSERT INTO molecule_probe (note) VALUES ('written on the primary')"):
+        result = app_psql(host, PRIMARY, sql)
+        assert result.rc == 0, result.stderr
+    for _ in range(20):
+        result = app_psql(host, REPLICA, "SELECT count(*) FROM molecule_probe WHERE note = 'written on the primary'")
+        if result.rc == 0 and int(result.stdout) >= 1:
+            break
+        time.sleep(0.5)
+    assert result.rc == 0 and int(result.stdout) >= 1, result.stderr
+
+
+def test_the_replica_refuses_writes(host):
+    result = app_psql(host, REPLICA, "INSERT INTO molecule_probe (note) VALUES ('on the replica')")
+    assert result.rc != 0
+    assert "read-only transaction" in result.stderr
+
+
+def test_the_primary_shows_the_replica_streaming_through_its_slot(host):
+    rows = superuser_sql(PRIMARY, "SELECT application_name, state, sync_state FROM pg_stat_replication")
+    assert rows == "pg_replica|streaming|async"
+    assert superuser_sql(PRIMARY, "SELECT slot_name, active FROM pg_replication_slots") == "pg_replica|t"
+    assert superuser_sql(REPLICA, "SELECT pg_is_in_recovery()") == "t"
+
+
+def test_the_read_only_role_gets_select_on_new_tables(host):
+    assert superuser_sql(PRIMARY, "SELECT has_table_privilege('teamflow_readonly', 'molecule_probe', 'SELECT')") == "t"
+    assert superuser_sql(PRIMARY, "SELECT has_table_privilege('teamflow_readonly', 'molecule_probe', 'INSERT')") == "f"
+
+
+# --- sizing and reload ----------------------------------------------------------------
+
+def test_shared_buffers_and_max_connections_are_what_the_role_computes(host):
+    mem_kb = int(remote(PRIMARY).check_output("awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
+    mem_mb = mem_kb // 1024
+    # one app host (the client) x 50 + one replica + 20 headroom
+    assert superuser_sql(PRIMARY, "SHOW max_connections") == "71"
+    assert superuser_sql(REPLICA, "SHOW max_connections") == "71"
+    buffers = int(superuser_sql(PRIMARY, "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'"))
+    assert buffers == int(mem_mb * 0.25) * 1024 * 1024
+    cache = int(superuser_sql(PRIMARY, "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'effective_cache_size'"))
+    assert cache == int(mem_mb * 0.75) * 1024 * 1024
+
+
+def test_tls_and_password_settings(host):
+    assert superuser_sql(PRIMARY, "SHOW ssl") == "on"
+    assert superuser_sql(PRIMARY, "SHOW ssl_min_protocol_version") == "TLSv1.2"
+    assert superuser_sql(PRIMARY, "SHOW password_encryption") == "scram-sha-256"
+    assert superuser_sql(PRIMARY, "SHOW data_checksums") == "on"
+
+
+def test_a_changed_work_mem_is_reloaded_without_a_restart(host):
+    started = superuser_sql(PRIMARY, "SELECT pg_postmaster_start_time()")
+    result = ansible_playbook("converge.yml", "-e", "postgresql_work_mem=12MB")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert superuser_sql(PRIMARY, "SHOW work_mem") == "12MB"
+    assert superuser_sql(PRIMARY, "SELECT pg_postmaster_start_time()") == started
+
+    result = ansible_playbook("converge.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert superuser_sql(PRIMARY, "SELECT pg_postmaster_start_time()") == started
+
+
+def test_connections_slow_statements_and_lock_waits_are_logged_as_json(host):
+    app_psql(host, PRIMARY, "SELECT pg_sleep(0.6)")
+    primary = remote(PRIMARY)
+    log = primary.check_output("cat /var/log/postgresql/postgresql-15-main-*.json")
+    assert '"message":"connection authorized: user=teamflow database=teamflow' in log.replace(" SSL enabled", "")
+    assert "duration: " in log and "pg_sleep(0.6)" in log
+    assert superuser_sql(PRIMARY, "SHOW log_lock_waits") == "on"
