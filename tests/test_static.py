@@ -106,6 +106,19 @@ def test_ansible_doc_shows_the_role_options(role):
         assert option in out
 
 
+def modules():
+    return sorted(p.stem for p in (COLLECTION / "plugins" / "modules").glob("*.py") if p.stem != "__init__")
+
+
+@pytest.mark.parametrize("module", modules())
+def test_ansible_doc_is_the_modules_manual(module):
+    rc, out = run(["ansible-doc", f"teamflow.platform.{module}"], f"ansible-doc-{module}")
+    assert rc == 0, tail(out)
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", out)
+    for section in ("OPTIONS", "EXAMPLES:", "RETURN VALUES:"):
+        assert section in plain, f"ansible-doc of {module} lacks {section}"
+
+
 def test_playbooks_pass_syntax_check():
     for playbook in sorted((ROOT / "playbooks").glob("*.yml")):
         rc, out = run(["ansible-playbook", "--syntax-check", "-i", "localhost,", playbook],
