@@ -93,6 +93,17 @@ def test_the_incremental_unit_takes_an_incremental_backup_in_both_repositories(h
         assert "pgbackrest_backup_last_success_timestamp_seconds" in metrics
 
 
+def test_backups_copy_the_data_files_from_the_replica(host):
+    replica = testinfra.get_host("ansible://pgbr-replica", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    assert replica.service("pgbackrest").is_running and replica.service("pgbackrest").is_enabled
+    log = host.file(f"/var/log/pgbackrest/{STANZA}-backup.log").content_string
+    # the incremental above ran with backup-standby against the replica over TLS
+    last_run = log[log.rindex("backup command begin"):]
+    assert "--backup-standby" in last_run and "--pg2-host=pgbr-replica" in last_run and "--pg2-host-type=tls" in last_run
+    assert "wait for replay on the standby" in last_run
+    assert "backup command end: completed successfully" in last_run
+
+
 def test_the_s3_bucket_holds_the_repository(host):
     s3_host = testinfra.get_host("ansible://pgbr-s3", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
     address = s3_host.check_output("hostname -I").split()[0]
