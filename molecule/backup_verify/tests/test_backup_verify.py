@@ -7,16 +7,13 @@ repository back as it found it.
 """
 
 import json
-import os
-import pathlib
-import subprocess
 import time
 
 import pytest
+from scenario_helpers import PROJECT, ansible_playbook
 
 testinfra_hosts = ["ansible://bv-db"]
 
-PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
 STANZA = "teamflow"
 REPO = "/var/lib/pgbackrest"
 COUNT = "SELECT count(*) FROM verify_probe"
@@ -34,13 +31,8 @@ def pgbackrest(host, *args):
 
 def verify(**extra):
     """Run playbooks/backup_verify.yml on bv-db; the module's result (a dict, failed or not)."""
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(PROJECT),
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    run = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PROJECT / "playbooks" / "backup_verify.yml"),
-         "-e", json.dumps(extra)],
-        capture_output=True, text=True, env=env, check=False,
-    )
+    run = ansible_playbook(PROJECT / "playbooks" / "backup_verify.yml", "-e", json.dumps(extra),
+                           env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"})
     report = json.loads(run.stdout)
     task = next(t for t in report["plays"][0]["tasks"] if t["task"]["name"].startswith("Verify repository"))
     return task["hosts"]["bv-db"]
@@ -141,11 +133,7 @@ def test_a_missing_wal_segment_fails(host):
 
 
 def test_check_mode_plans_the_restore_and_restores_nothing(host):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(PROJECT))
-    run = subprocess.run(
-        ["ansible-playbook", "--check", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(PROJECT / "playbooks" / "backup_verify.yml")],
-        capture_output=True, text=True, env=env, check=False,
-    )
+    run = ansible_playbook(PROJECT / "playbooks" / "backup_verify.yml", "--check")
     assert run.returncode == 0, run.stdout[-3000:]
     assert "restored and checked" not in run.stdout
     assert_clean(host)

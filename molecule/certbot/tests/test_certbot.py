@@ -9,9 +9,8 @@ import datetime
 import os
 import pathlib
 import re
-import subprocess
 
-import testinfra
+from scenario_helpers import ansible_playbook, scenario_host
 
 testinfra_hosts = ["ansible://certbot-acme"]
 
@@ -23,7 +22,7 @@ METRICS = "/var/lib/prometheus/node-exporter"
 
 
 def web():
-    return testinfra.get_host(f"ansible://{WEB}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    return scenario_host(WEB)
 
 
 def served(host, name=WEB):
@@ -49,14 +48,6 @@ def metric(text, name):
 
 def nginx_master_pid():
     return web().check_output("systemctl show -p MainPID --value nginx")
-
-
-def ansible_playbook(playbook, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(PROJECT))
-    return subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / playbook), *extra],
-        capture_output=True, text=True, env=env, check=False,
-    )
 
 
 def renew_through_the_unit(extra_args):
@@ -150,11 +141,11 @@ def test_a_failed_renewal_is_in_the_journal_and_the_metric(host):
 def test_adding_a_name_reissues_with_it_and_removing_it_keeps_the_lineage(host):
     more = NAMES + ["api.certbot-web"]
     extra = '{"nginx_server_names": %s}' % str(more).replace("'", '"')
-    result = ansible_playbook("converge.yml", "-e", extra)
+    result = ansible_playbook(SCENARIO / "converge.yml", "-e", extra)
     assert result.returncode == 0, result.stdout[-3000:]
     assert served(host, "api.certbot-web")["names"] == sorted(more)
 
-    result = ansible_playbook("converge.yml")
+    result = ansible_playbook(SCENARIO / "converge.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert served(host)["names"] == sorted(NAMES)
     assert web().check_output("ls /etc/letsencrypt/renewal") == "teamflow.conf"
@@ -162,7 +153,7 @@ def test_adding_a_name_reissues_with_it_and_removing_it_keeps_the_lineage(host):
 
 def test_deleting_the_certificate_is_explicit_and_nginx_keeps_serving(host):
     before = served(host)
-    result = ansible_playbook("converge.yml", "-e", "certbot_certificate_state=absent")
+    result = ansible_playbook(SCENARIO / "converge.yml", "-e", "certbot_certificate_state=absent")
     assert result.returncode == 0, result.stdout[-3000:]
     w = web()
     assert not w.file("/etc/letsencrypt/renewal/teamflow.conf").exists
@@ -170,7 +161,7 @@ def test_deleting_the_certificate_is_explicit_and_nginx_keeps_serving(host):
     assert served(host)["serial"] == before["serial"]
 
     # the next ordinary run issues a certificate again
-    result = ansible_playbook("converge.yml")
+    result = ansible_playbook(SCENARIO / "converge.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert served(host)["serial"] != before["serial"]
     assert w.check_output("readlink /etc/ssl/certs/teamflow.crt") == "/etc/letsencrypt/live/teamflow/fullchain.pem"

@@ -8,10 +8,9 @@ received.
 import json
 import os
 import pathlib
-import subprocess
 
 import pytest
-import testinfra
+from scenario_helpers import ansible_playbook, scenario_host
 
 testinfra_hosts = ["ansible://nginx-client"]
 
@@ -30,7 +29,7 @@ PLAN_HEADERS = {
 
 
 def web():
-    return testinfra.get_host(f"ansible://{WEB}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    return scenario_host(WEB)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,14 +57,6 @@ def fetch(host, url, *args):
             name, value = line.split(":", 1)
             headers.setdefault(name.strip().lower(), value.strip())
     return int(raw[0].split()[1]), headers, host.file("/tmp/b").content.decode("utf-8", "replace")
-
-
-def ansible_playbook(playbook, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(PROJECT))
-    return subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / playbook), *extra],
-        capture_output=True, text=True, env=env, check=False,
-    )
 
 
 # --- port 80 -------------------------------------------------------------------
@@ -234,7 +225,7 @@ def test_testssl_finds_nothing_high_or_critical(host):
 def test_a_broken_directive_fails_at_validation_and_nginx_keeps_serving(host):
     site = "/etc/nginx/sites-available/teamflow.conf"
     before = web().file(site).sha256sum
-    run = ansible_playbook("broken.yml")
+    run = ansible_playbook(SCENARIO / "broken.yml")
     assert run.returncode != 0
     assert "this_is_not_a_directive" in run.stdout
     assert web().file(site).sha256sum == before
@@ -253,15 +244,15 @@ def test_drain_takes_an_app_host_out_of_the_pool_and_puts_it_back(host):
 
     assert upstream_hosts() == {"nginx-app1", "nginx-app2"}
     master = web().check_output("cat /run/nginx.pid")
-    run = ansible_playbook("drain.yml", "--limit", "nginx-app1", "-e", "drain_state=drained")
+    run = ansible_playbook(SCENARIO / "drain.yml", "--limit", "nginx-app1", "-e", "drain_state=drained")
     assert run.returncode == 0, run.stdout[-3000:]
     assert upstream_hosts() == {"nginx-app2"}
     assert "nginx-app1:8000 max_fails=3 fail_timeout=10s down;" in web().file("/etc/nginx/conf.d/teamflow-upstream.conf").content_string
     # a converge of the role in between keeps the host drained
-    run = ansible_playbook("converge.yml")
+    run = ansible_playbook(SCENARIO / "converge.yml")
     assert run.returncode == 0, run.stdout[-3000:]
     assert upstream_hosts() == {"nginx-app2"}
-    run = ansible_playbook("drain.yml", "--limit", "nginx-app1", "-e", "drain_state=active")
+    run = ansible_playbook(SCENARIO / "drain.yml", "--limit", "nginx-app1", "-e", "drain_state=active")
     assert run.returncode == 0, run.stdout[-3000:]
     assert upstream_hosts() == {"nginx-app1", "nginx-app2"}
     # applied by reloads: the master process is the same
@@ -277,18 +268,18 @@ def test_the_certificate_from_the_inventory_is_served(host):
 def test_a_bootstrap_certificate_never_replaces_one_that_exists(host):
     cert = "/etc/ssl/certs/teamflow.crt"
     before = web().file(cert).sha256sum
-    run = ansible_playbook("bootstrap.yml", "-e", f"cert_path={cert} key_path=/etc/ssl/private/teamflow.key")
+    run = ansible_playbook(SCENARIO / "bootstrap.yml", "-e", f"cert_path={cert} key_path=/etc/ssl/private/teamflow.key")
     assert run.returncode == 0, run.stdout[-3000:]
     assert web().file(cert).sha256sum == before
     assert "teamflow molecule test CA" in served_certificate(host)
 
 
 def test_without_any_certificate_nginx_starts_on_a_bootstrap_one(host):
-    run = ansible_playbook("bootstrap.yml", "-e", "cert_path=/etc/ssl/certs/bootstrap.crt key_path=/etc/ssl/private/bootstrap.key")
+    run = ansible_playbook(SCENARIO / "bootstrap.yml", "-e", "cert_path=/etc/ssl/certs/bootstrap.crt key_path=/etc/ssl/private/bootstrap.key")
     assert run.returncode == 0, run.stdout[-3000:]
     served = served_certificate(host)
     assert "O=teamflow.platform bootstrap" in served and "CN=nginx-web" in served
     # and back to the inventory's certificate
-    run = ansible_playbook("converge.yml")
+    run = ansible_playbook(SCENARIO / "converge.yml")
     assert run.returncode == 0, run.stdout[-3000:]
     assert "teamflow molecule test CA" in served_certificate(host)

@@ -4,10 +4,9 @@ The tests run on the client container and scrape the node_exporter host over the
 scenario's network, as Prometheus would.
 """
 
-import os
 
 import pytest
-import testinfra
+from scenario_helpers import scenario_host
 
 testinfra_hosts = ["ansible://ne-client"]
 
@@ -17,7 +16,7 @@ USER, PASSWORD = "prometheus", "molecule-scrape-password"
 
 @pytest.fixture(scope="module")
 def server():
-    return testinfra.get_host("ansible://node-exporter", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    return scenario_host("node-exporter")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pathlib
 import time
 
 import boto3
-import testinfra
+from scenario_helpers import scenario_host
 
 testinfra_hosts = ["ansible://pgbr-db"]
 
@@ -94,7 +94,7 @@ def test_the_incremental_unit_takes_an_incremental_backup_in_both_repositories(h
 
 
 def test_backups_copy_the_data_files_from_the_replica(host):
-    replica = testinfra.get_host("ansible://pgbr-replica", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    replica = scenario_host("pgbr-replica")
     assert replica.service("pgbackrest").is_running and replica.service("pgbackrest").is_enabled
     log = host.file(f"/var/log/pgbackrest/{STANZA}-backup.log").content_string
     # the incremental above ran with backup-standby against the replica over TLS
@@ -105,7 +105,7 @@ def test_backups_copy_the_data_files_from_the_replica(host):
 
 
 def test_the_s3_bucket_holds_the_repository(host):
-    s3_host = testinfra.get_host("ansible://pgbr-s3", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    s3_host = scenario_host("pgbr-s3")
     address = s3_host.check_output("hostname -I").split()[0]
     s3 = boto3.client(
         "s3", endpoint_url=f"https://{address}:8333", region_name="us-east-1",

@@ -7,11 +7,10 @@ them in file order.
 
 import os
 import pathlib
-import subprocess
 import time
 
 import pytest
-import testinfra
+from scenario_helpers import ansible_playbook, scenario_host
 
 testinfra_hosts = ["ansible://pg-client"]
 
@@ -23,7 +22,7 @@ SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def remote(name):
-    return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    return scenario_host(name)
 
 
 def superuser_sql(name, sql):
@@ -42,14 +41,6 @@ def trust_the_internal_ca(host):
     """The client trusts the CA the role keeps on the primary, as an app host would."""
     pem = remote(PRIMARY).file("/etc/postgresql/ssl/ca.crt").content_string
     host.run_expect([0], "printf '%%s' %s > " + CA, pem)
-
-
-def ansible_playbook(playbook, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(PROJECT))
-    return subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / playbook), *extra],
-        capture_output=True, text=True, env=env, check=False,
-    )
 
 
 # --- access ---------------------------------------------------------------------
@@ -152,12 +143,12 @@ def test_tls_and_password_settings(host):
 
 def test_a_changed_work_mem_is_reloaded_without_a_restart(host):
     started = superuser_sql(PRIMARY, "SELECT pg_postmaster_start_time()")
-    result = ansible_playbook("converge.yml", "-e", "postgresql_work_mem=12MB")
+    result = ansible_playbook(SCENARIO / "converge.yml", "-e", "postgresql_work_mem=12MB")
     assert result.returncode == 0, result.stdout[-3000:]
     assert superuser_sql(PRIMARY, "SHOW work_mem") == "12MB"
     assert superuser_sql(PRIMARY, "SELECT pg_postmaster_start_time()") == started
 
-    result = ansible_playbook("converge.yml")
+    result = ansible_playbook(SCENARIO / "converge.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert superuser_sql(PRIMARY, "SELECT pg_postmaster_start_time()") == started
 

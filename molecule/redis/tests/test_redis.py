@@ -6,11 +6,10 @@ scenario's network. Every test takes `host`, so pytest keeps them in file order.
 
 import os
 import pathlib
-import subprocess
 import time
 
 import pytest
-import testinfra
+from scenario_helpers import ansible_playbook, scenario_host
 
 testinfra_hosts = ["ansible://redis-client"]
 
@@ -22,7 +21,7 @@ SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def cache():
-    return testinfra.get_host(f"ansible://{CACHE}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
+    return scenario_host(CACHE)
 
 
 def cli(host, user, *command, port=6379, tls=False):
@@ -41,14 +40,6 @@ def cli(host, user, *command, port=6379, tls=False):
 
 def server_pid():
     return cache().check_output("systemctl show -p MainPID --value redis-server")
-
-
-def ansible_playbook(playbook, *extra):
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(PROJECT))
-    return subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / playbook), *extra],
-        capture_output=True, text=True, env=env, check=False,
-    )
 
 
 def test_an_unauthenticated_client_is_refused(host):
@@ -137,13 +128,13 @@ def test_runtime_settings_and_users_change_without_a_restart(host):
     before = server_pid()
     extra = ('{"redis_maxmemory_policy": "allkeys-lru", "redis_extra_users": '
              '[{"name": "probe", "password": "molecule-probe-password-0123", "rules": "+ping"}]}')
-    result = ansible_playbook("converge.yml", "-e", extra)
+    result = ansible_playbook(SCENARIO / "converge.yml", "-e", extra)
     assert result.returncode == 0, result.stdout[-3000:]
     assert cli(host, ADMIN, "CONFIG", "GET", "maxmemory-policy").splitlines()[1] == "allkeys-lru"
     assert cli(host, ("probe", "molecule-probe-password-0123"), "PING") == "PONG"
     assert server_pid() == before
 
-    result = ansible_playbook("converge.yml")
+    result = ansible_playbook(SCENARIO / "converge.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert cli(host, ADMIN, "CONFIG", "GET", "maxmemory-policy").splitlines()[1] == "volatile-lru"
     assert cli(host, None, "AUTH", "probe", "molecule-probe-password-0123").startswith("WRONGPASS")
@@ -153,7 +144,7 @@ def test_runtime_settings_and_users_change_without_a_restart(host):
 def test_a_broken_setting_is_refused_before_it_goes_live(host):
     before = server_pid()
     conf = cache().file("/etc/redis/teamflow-runtime.conf").content_string
-    result = ansible_playbook("converge.yml", "-e", '{"redis_runtime_settings_extra": {"maxmemory-polcy": "lru"}}')
+    result = ansible_playbook(SCENARIO / "converge.yml", "-e", '{"redis_runtime_settings_extra": {"maxmemory-polcy": "lru"}}')
     assert result.returncode != 0
     assert "FATAL CONFIG FILE ERROR" in result.stdout
     assert cache().file("/etc/redis/teamflow-runtime.conf").content_string == conf
