@@ -123,7 +123,8 @@ def test_a_forced_renewal_through_the_unit_reloads_nginx_onto_a_new_certificate(
 
 
 def test_a_failed_renewal_is_in_the_journal_and_the_metric(host):
-    # an ACME server that refuses connections, for this one run only
+    # another ACME server for this one run (nothing listens there, and the lineage has no account on it):
+    # certbot fails before it changes anything
     result = renew_through_the_unit("--force-renewal --server=https://certbot-acme:1/dir")
     assert result.rc != 0
     w = web()
