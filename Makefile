@@ -11,7 +11,7 @@ SUITE       ?= bookworm
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv engine image lab lab-destroy test lint unit molecule readme
+.PHONY: help venv engine image lab lab-destroy test lint unit molecule readme release
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,3 +50,7 @@ molecule: venv image ## Only the molecule scenarios (SCENARIO=name for one)
 
 readme: venv ## Regenerate the variables section of every role README
 	$(VENV)/bin/python tools/role_readme.py --write
+
+release: venv ## Build the reference app's release artifact: VERSION=1.2.0 [RELEASE_PYTHON=3.11] [BROKEN=health]
+	@test -n "$(VERSION)" || { echo "make release VERSION=1.2.0"; exit 2; }
+	PIP=$(CURDIR)/$(VENV)/bin/pip reference-app/build-release.sh $(VERSION)

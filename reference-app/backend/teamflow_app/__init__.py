@@ -1,0 +1,1 @@
+"""TeamFlow reference backend: what teamflow.platform deploys in its tests and demos."""

@@ -1,0 +1,213 @@
+"""The reference TeamFlow backend: health, a small notes API on PostgreSQL with a
+Redis cache, a websocket echo, Prometheus metrics and JSON logs."""
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI, HTTPException, Response, WebSocket, WebSocketDisconnect
+from psycopg_pool import AsyncConnectionPool
+from pydantic import BaseModel, Field
+from starlette.routing import Match
+
+from . import _build, logs, metrics, settings
+
+SETTINGS = settings.load()
+logs.setup(SETTINGS.log_level)
+log = logging.getLogger("teamflow")
+
+
+@asynccontextmanager
+async def lifespan(app):
+    app.state.pool = AsyncConnectionPool(
+        SETTINGS.database_url, min_size=SETTINGS.db_pool_min, max_size=SETTINGS.db_pool_max, open=False,
+        kwargs={"application_name": f"teamflow-{_build.VERSION}"},
+    )
+    await app.state.pool.open(wait=False)
+    app.state.redis = aioredis.from_url(SETTINGS.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    log.info("started", extra={"fields": {"event": "startup"}})
+    try:
+        yield
+    finally:
+        await app.state.pool.close()
+        await app.state.redis.aclose()
+        log.info("stopped", extra={"fields": {"event": "shutdown"}})
+
+
+app = FastAPI(title=SETTINGS.project_name, version=_build.VERSION, lifespan=lifespan,
+              docs_url=None, redoc_url=None, openapi_url=None)
+API = SETTINGS.api_v1_str
+
+
+class ObservedMiddleware:
+    """Request id, access log line and the plan's HTTP metrics for every HTTP request."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.inner(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        rid = headers.get(b"x-request-id", b"").decode("latin-1")[:128] or uuid.uuid4().hex
+        token = logs.request_id.set(rid)
+        endpoint = _endpoint(scope)
+        method = scope["method"]
+        status = {"code": 500}
+        started = time.perf_counter()
+        metrics.IN_PROGRESS.labels(method, endpoint).inc()
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [(b"x-request-id", rid.encode("latin-1"))]
+            await send(message)
+
+        try:
+            await self.inner(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.IN_PROGRESS.labels(method, endpoint).dec()
+            metrics.REQUESTS.labels(method, endpoint, str(status["code"])).inc()
+            metrics.DURATION.labels(method, endpoint).observe(elapsed)
+            log.info("request", extra={"fields": {
+                "event": "access", "method": method, "path": scope["path"], "status": status["code"],
+                "duration_ms": round(elapsed * 1000, 2),
+            }})
+            logs.request_id.reset(token)
+
+
+def _endpoint(scope):
+    """The route template (bounded label values), or 'unmatched'."""
+    for route in app.router.routes:
+        match, _ = route.matches(scope)
+        if match == Match.FULL:
+            return getattr(route, "path", "unmatched")
+    return "unmatched"
+
+
+app.add_middleware(ObservedMiddleware)
+
+
+async def _timed(query_name, coro):
+    started = time.perf_counter()
+    try:
+        return await coro
+    finally:
+        metrics.DB_QUERY_DURATION.labels(query_name).observe(time.perf_counter() - started)
+
+
+async def _check_database():
+    async def probe():
+        async with app.state.pool.connection(timeout=2) as conn:
+            await conn.execute("SELECT 1")
+    try:
+        await asyncio.wait_for(_timed("health", probe()), timeout=3)
+        return "ok"
+    except Exception as exc:  # noqa: BLE001 - health reports any failure
+        return f"error: {type(exc).__name__}"
+
+
+async def _check_redis():
+    try:
+        await asyncio.wait_for(app.state.redis.ping(), timeout=3)
+        return "ok"
+    except Exception as exc:  # noqa: BLE001
+        return f"error: {type(exc).__name__}"
+
+
+@app.get("/health")
+async def health(response: Response):
+    database, cache = await asyncio.gather(_check_database(), _check_redis())
+    stats = app.state.pool.get_stats()
+    metrics.DB_POOL_SIZE.set(stats.get("pool_size", 0))
+    metrics.DB_CONNECTIONS_ACTIVE.set(stats.get("pool_size", 0) - stats.get("pool_available", 0))
+    body = {"status": "ok", "version": _build.VERSION, "database": database, "redis": cache}
+    if _build.BROKEN == "health":
+        body["status"] = "error"
+        body["selftest"] = "failed: this build is broken on purpose"
+    elif database != "ok" or cache != "ok":
+        body["status"] = "degraded"
+    if body["status"] != "ok":
+        response.status_code = 503
+    return body
+
+
+class NoteIn(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(default="", max_length=10000)
+
+
+def _note(row):
+    return {"id": row[0], "title": row[1], "body": row[2], "created_at": row[3].isoformat()}
+
+
+@app.post(API + "/notes", status_code=201)
+async def create_note(note: NoteIn):
+    async def insert():
+        async with app.state.pool.connection() as conn:
+            cur = await conn.execute(
+                "INSERT INTO notes (title, body) VALUES (%s, %s) RETURNING id, title, body, created_at",
+                (note.title, note.body),
+            )
+            return await cur.fetchone()
+    row = await _timed("insert_note", insert())
+    return _note(row)
+
+
+@app.get(API + "/notes/{note_id}")
+async def read_note(note_id: int):
+    key = f"teamflow:note:{note_id}"
+    cached = await app.state.redis.get(key)
+    if cached is not None:
+        return dict(json.loads(cached), cached=True)
+
+    async def select():
+        async with app.state.pool.connection() as conn:
+            cur = await conn.execute("SELECT id, title, body, created_at FROM notes WHERE id = %s", (note_id,))
+            return await cur.fetchone()
+    row = await _timed("select_note", select())
+    if row is None:
+        raise HTTPException(status_code=404, detail="no such note")
+    note = _note(row)
+    await app.state.redis.set(key, json.dumps(note), ex=SETTINGS.cache_ttl_seconds)
+    return dict(note, cached=False)
+
+
+@app.get(API + "/notes")
+async def list_notes(limit: int = 20):
+    async def select():
+        async with app.state.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT id, title, body, created_at FROM notes ORDER BY id DESC LIMIT %s", (min(max(limit, 1), 100),),
+            )
+            return await cur.fetchall()
+    return [_note(row) for row in await _timed("list_notes", select())]
+
+
+@app.get(API + "/version")
+async def version():
+    return {"version": _build.VERSION, "environment": SETTINGS.environment}
+
+
+@app.get("/metrics")
+async def prometheus_metrics():
+    body, content_type = metrics.render()
+    return Response(content=body, media_type=content_type)
+
+
+@app.websocket("/ws/echo")
+async def echo(websocket: WebSocket):
+    await websocket.accept()
+    try:
+        while True:
+            message = await websocket.receive_text()
+            await websocket.send_text(message)
+    except WebSocketDisconnect:
+        pass

@@ -1,0 +1,50 @@
+"""Settings from the environment (the plan's variables), read once per process."""
+
+import os
+from dataclasses import dataclass
+
+
+def _env(name, default=None):
+    value = os.environ.get(name, default)
+    if value is None:
+        raise RuntimeError(f"environment variable {name} is not set")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str
+    debug: bool
+    api_v1_str: str
+    project_name: str
+    database_url: str
+    redis_url: str
+    secret_key: str
+    access_token_expire_minutes: int
+    refresh_token_expire_days: int
+    s3_bucket_name: str
+    s3_region: str
+    log_level: str
+    cache_ttl_seconds: int
+    db_pool_min: int
+    db_pool_max: int
+
+
+def load():
+    return Settings(
+        environment=_env("ENVIRONMENT", "production"),
+        debug=_env("DEBUG", "False").lower() in ("1", "true", "yes"),
+        api_v1_str=_env("API_V1_STR", "/api/v1"),
+        project_name=_env("PROJECT_NAME", "TeamFlow Enterprise"),
+        database_url=_env("DATABASE_URL"),
+        redis_url=_env("REDIS_URL"),
+        secret_key=_env("SECRET_KEY"),
+        access_token_expire_minutes=int(_env("ACCESS_TOKEN_EXPIRE_MINUTES", "15")),
+        refresh_token_expire_days=int(_env("REFRESH_TOKEN_EXPIRE_DAYS", "7")),
+        s3_bucket_name=_env("S3_BUCKET_NAME", ""),
+        s3_region=_env("S3_REGION", ""),
+        log_level=_env("LOG_LEVEL", "INFO").upper(),
+        cache_ttl_seconds=int(_env("CACHE_TTL_SECONDS", "300")),
+        db_pool_min=int(_env("DB_POOL_MIN", "2")),
+        db_pool_max=int(_env("DB_POOL_MAX", "10")),
+    )
