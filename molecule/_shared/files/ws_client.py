@@ -3,7 +3,7 @@
 
     ws_client.py HOST PORT PATH MESSAGE CAFILE
 
-Test client of the nginx scenario (standard library only): TLS to HOST:PORT,
+Test client of the scenarios (nginx, app) (standard library only): TLS to HOST:PORT,
 verified against CAFILE, the upgrade handshake on PATH, one masked text frame,
 one frame back, printed on stdout.
 """

@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Open-model HTTP load: requests start at a constant arrival rate, whatever the server does.
+
+    openload.py --url URL [--url URL ...] --rate 20 --duration 45 [--cafile PEM] [--out result.json]
+
+Request i is due at start + i/rate; a pool of threads sends it (a new connection
+per request, as a browser's first visit does) and its latency is measured from
+that due time, not from when a thread got to it, so a stalled server shows up
+in the percentiles instead of slowing the client down (no coordinated omission).
+URLs are used in turn. Standard library only, so it runs on a bare Debian host.
+
+Prints and writes a JSON summary: sent, completed, by_status, errors (no
+response: refused, reset, timeout), non_2xx, latency percentiles in ms, and the
+first error samples.
+"""
+
+import argparse
+import concurrent.futures
+import http.client
+import json
+import os
+import ssl
+import sys
+import threading
+import time
+import urllib.parse
+
+
+def percentile(sorted_values, q):
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, int(round(q / 100 * len(sorted_values) + 0.5)) - 1))
+    return round(sorted_values[index], 2)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", action="append", required=True)
+    parser.add_argument("--rate", type=float, default=20, help="requests per second")
+    parser.add_argument("--duration", type=float, default=30, help="seconds of arrivals")
+    parser.add_argument("--timeout", type=float, default=10, help="seconds per request")
+    parser.add_argument("--concurrency", type=int, default=256, help="most requests in flight")
+    parser.add_argument("--cafile", help="CA (or self-signed certificate) to verify HTTPS with")
+    parser.add_argument("--header", action="append", default=[], help="NAME: VALUE, on every request")
+    parser.add_argument("--out", help="also write the summary here")
+    parser.add_argument("--stop-file", help="stop sending (before --duration ends) once this file exists")
+    args = parser.parse_args(argv)
+
+    context = ssl.create_default_context(cafile=args.cafile)
+    targets = [urllib.parse.urlsplit(u) for u in args.url]
+    headers = dict(h.split(":", 1) for h in args.header)
+    headers = {k.strip(): v.strip() for k, v in headers.items()}
+    lock = threading.Lock()
+    results = []
+
+    def one(index, due):
+        target = targets[index % len(targets)]
+        path = (target.path or "/") + (("?" + target.query) if target.query else "")
+        status, error = None, None
+        try:
+            if target.scheme == "https":
+                conn = http.client.HTTPSConnection(target.hostname, target.port or 443, timeout=args.timeout, context=context)
+            else:
+                conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=args.timeout)
+            try:
+                conn.request("GET", path, headers=dict(headers, **{"X-Request-ID": "openload-%d" % index}))
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            finally:
+                conn.close()
+        except Exception as exc:  # noqa: BLE001 - every failure is a result
+            error = "%s: %s" % (type(exc).__name__, exc)
+        latency = (time.monotonic() - due) * 1000
+        with lock:
+            results.append((index, target.geturl(), status, error, latency, time.time()))
+
+    total = int(args.rate * args.duration)
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.concurrency) as pool:
+        for index in range(total):
+            if args.stop_file and index % max(1, int(args.rate)) == 0 and os.path.exists(args.stop_file):
+                total = index
+                break
+            due = started + index / args.rate
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            pool.submit(one, index, due)
+    elapsed = time.monotonic() - started
+
+    by_status = {}
+    errors = [r for r in results if r[3] is not None]
+    for r in results:
+        key = str(r[2]) if r[2] is not None else "error"
+        by_status[key] = by_status.get(key, 0) + 1
+    latencies = sorted(r[4] for r in results if r[3] is None)
+    summary = {
+        "sent": total,
+        "completed": len(results),
+        "rate": args.rate,
+        "duration_s": round(elapsed, 2),
+        "by_status": by_status,
+        "errors": len(errors),
+        "non_2xx": sum(1 for r in results if r[2] is not None and not 200 <= r[2] < 300),
+        "latency_ms": {"p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
+                       "p99": percentile(latencies, 99), "max": round(latencies[-1], 2) if latencies else None},
+        "error_samples": [{"index": r[0], "url": r[1], "error": r[3], "at": r[5]} for r in errors[:10]],
+        "non_2xx_samples": [{"index": r[0], "url": r[1], "status": r[2], "at": r[5]}
+                            for r in results if r[2] is not None and not 200 <= r[2] < 300][:10],
+    }
+    text = json.dumps(summary, indent=2)
+    if args.out:
+        with open(args.out + ".tmp", "w", encoding="utf-8") as handle:
+            handle.write(text + "\n")
+        os.replace(args.out + ".tmp", args.out)
+    print(text)
+    return 0 if summary["errors"] == 0 and summary["non_2xx"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
