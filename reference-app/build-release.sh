@@ -14,6 +14,8 @@ dist=${DIST:-$here/../dist/releases}
 pip=${PIP:-pip}
 [[ $version =~ ^[0-9]+(\.[0-9]+)*([a-z0-9.+-]*)$ ]] || { echo "VERSION '$version' is not a release version (e.g. 1.2.0)" >&2; exit 2; }
 
+# reproducible: the same sources give the same artifact, byte for byte
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-315532800}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 root=$work/teamflow-$version
@@ -39,5 +41,6 @@ manifest = {"name": "teamflow", "version": version, "python": python, "package":
             "app_wheel": app[0], "dependencies_digest": deps, "wheels": wheels, "broken": broken}
 (root / "RELEASE.json").write_text(json.dumps(manifest, indent=2) + "\n")
 PY
-tar -C "$work" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@0 -czf "$dist/teamflow-$version.tar.gz" "teamflow-$version"
+tar -C "$work" --sort=name --owner=0 --group=0 --numeric-owner --mtime=@"$SOURCE_DATE_EPOCH" -cf - "teamflow-$version" \
+  | gzip -n -9 > "$dist/teamflow-$version.tar.gz"
 echo "$dist/teamflow-$version.tar.gz"
