@@ -12,6 +12,9 @@ case "${1:-up}" in
     ansible-playbook -i localhost, lab/lab.yml
     # the lab's vault password and secrets: made here, random, never committed
     lab/vault.py
+    # the release the lab runs (inventories/lab/group_vars/all/release.yml)
+    version=$(sed -n 's/^app_version: *"\{0,1\}\([^"]*\)"\{0,1\}$/\1/p' inventories/lab/group_vars/all/release.yml)
+    [[ -f dist/releases/teamflow-$version.tar.gz ]] || reference-app/build-release.sh "$version"
     start=$(date +%s)
     # keep the recap: a second `make lab` must report changed=0 for every host
     ansible-playbook -i inventories/lab --vault-password-file .lab/vault-password \
