@@ -53,7 +53,8 @@ def test_sanity_ignore_files_are_empty():
 
 
 def test_flake8():
-    targets = [p for p in (COLLECTION / "plugins", COLLECTION / "tests", ROOT / "tests", ROOT / "tools", ROOT / "molecule")
+    targets = [p for p in (COLLECTION / "plugins", COLLECTION / "tests", ROOT / "tests", ROOT / "tools", ROOT / "molecule",
+                           ROOT / "reference-app", ROOT / "benchmarks")
                if p.exists()]
     rc, out = run(["flake8", *targets], "flake8")
     assert rc == 0, tail(out)
@@ -141,3 +142,74 @@ def test_requirements_yml_matches_the_bundled_collections():
     galaxy = yaml.safe_load((COLLECTION / "galaxy.yml").read_text())
     for name in galaxy["dependencies"]:
         assert name in {entry["name"] for entry in wanted}, f"{name} is a dependency in galaxy.yml but not in requirements.yml"
+
+
+@pytest.mark.parametrize("inventory", ["staging", "production"])
+def test_example_inventories_are_complete(inventory):
+    """Every host has the addresses the roles need, every role's required secret comes from the
+    vault by a vault_ name, and every vault_ name is in vault.example.yml (not in group_vars/)."""
+    base = ROOT / "inventories" / inventory
+    rc, out = run(["ansible-inventory", "-i", base, "--list"], f"inventory-{inventory}")
+    assert rc == 0, tail(out)
+    data = json.loads(out[out.index("{"):])
+    hostvars = data["_meta"]["hostvars"]
+    for group in ("web", "app", "db_primary", "db_replica", "cache", "monitoring"):
+        assert data[group]["hosts"], group
+    for name, variables in hostvars.items():
+        assert {"ansible_host", "teamflow_private_address"} <= variables.keys(), name
+    text = "\n".join(p.read_text() for p in (base / "group_vars").rglob("*.yml"))
+    referenced = set(re.findall(r"\bvault_[a-z0-9_]+", text))
+    example = yaml.safe_load((base / "vault.example.yml").read_text())
+    assert referenced == set(example), referenced ^ set(example)
+    assert not list((base / "group_vars").rglob("vault.example.yml"))
+    for secret in ("postgresql_app_password", "postgresql_replication_password", "redis_admin_password",
+                   "redis_app_password", "pgbackrest_cipher_pass", "app_secret_key", "app_database_password",
+                   "app_redis_password"):
+        assert re.search(rf"^{secret}: \"{{{{ vault_[a-z0-9_]+ }}}}\"$", text, re.M), secret
+
+
+def test_the_execution_environment_definition_builds_a_context(tmp_path):
+    """ansible-builder accepts execution-environment.yml and puts the repo's dependencies in the context."""
+    rc, out = run(["ansible-builder", "create", "-f", ROOT / "execution-environment.yml", "-c", tmp_path / "context"],
+                  "ansible-builder-create")
+    assert rc == 0, tail(out)
+    build = tmp_path / "context" / "_build"
+    assert (tmp_path / "context" / "Dockerfile").is_file()
+    assert yaml.safe_load((build / "requirements.yml").read_text()) == yaml.safe_load((ROOT / "requirements.yml").read_text())
+    pins = {line.split("==")[0].lower(): line for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+            if "==" in line and not line.startswith("#")}
+    python = (build / "requirements.txt").read_text().lower().splitlines()
+    for name in ("boto3", "psycopg2-binary", "passlib", "bcrypt"):
+        assert pins[name].lower() in python, name
+    dockerfile = (tmp_path / "context" / "Dockerfile").read_text()
+    assert "ansible-core==2.19.14" in dockerfile and "ansible-runner==2.4.3" in dockerfile
+
+
+def test_awx_job_templates_are_consistent():
+    """awx/job_templates.yml: playbooks exist, tags are site.yml's, survey fields are AWX's, the workflow's
+    nodes are templates of the file and link to each other."""
+    data = yaml.safe_load((ROOT / "awx" / "job_templates.yml").read_text())
+    rc, out = run(["ansible-playbook", "-i", "localhost,", ROOT / "playbooks" / "site.yml", "--list-tags"], "site-list-tags")
+    assert rc == 0, tail(out)
+    site_tags = set()
+    for line in out.splitlines():
+        if "TAGS: [" in line:
+            site_tags |= {t.strip() for t in line.split("TAGS: [", 1)[1].rstrip("]").split(",") if t.strip()}
+    names = set()
+    for template in data["awx_job_templates"]:
+        names.add(template["name"])
+        assert (ROOT / template["playbook"]).is_file(), template["name"]
+        for tag in filter(None, template["job_tags"].split(",")):
+            assert template["playbook"] == "playbooks/site.yml" and tag in site_tags, (template["name"], tag)
+        assert set(template["credentials"]) <= {"machine", "vault", "backup_s3"} and "machine" in template["credentials"]
+        for field in template["survey"]:
+            assert {"variable", "question_name", "type", "required"} <= field.keys(), field
+            assert field["type"] in {"text", "textarea", "password", "integer", "float", "multiplechoice", "multiselect"}
+            if field["type"] == "multiplechoice":
+                assert field["default"] in field["choices"]
+            if "default" in field and field["type"] == "integer":
+                assert field.get("min", field["default"]) <= field["default"] <= field.get("max", field["default"])
+    assert len(names) == len(data["awx_job_templates"])
+    nodes = {node["identifier"]: node for node in data["awx_workflow"]["nodes"]}
+    for node in nodes.values():
+        assert node["template"] in names and set(node["success"]) <= nodes.keys(), node
