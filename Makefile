@@ -30,10 +30,10 @@ engine: ## Install and start the Docker engine (and the lab's apt cache) if need
 image: engine ## Build the lab's Debian base image if its recipe changed
 	lab/build-image.sh $(SUITE)
 
-lab: venv image ## Start the lab containers and converge playbooks/site.yml on them
+lab: venv image ## Start the lab (molecule scenario `site`) and converge playbooks/site.yml on it
 	MOLECULE_IMAGE=$$(lab/build-image.sh $(SUITE)) lab/lab.sh up
 
-lab-destroy: venv engine ## Remove the lab's containers and network
+lab-destroy: venv engine ## Remove the lab (its containers, helpers and network)
 	lab/lab.sh destroy
 
 test: venv image ## Run every check: lint, sanity, unit tests, every molecule scenario

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Create the lab's vault, or add the secrets it lacks.
 
-    lab/vault.py            (run by lab/lab.sh up)
+    lab/vault.py            (run by molecule/site/create.yml: `make lab`)
 
 The lab's vault password (.lab/vault-password) and its vault
 (inventories/lab/group_vars/all/vault.yml) are made on this machine at the first
@@ -25,9 +25,12 @@ NAMES = ROOT / "lab" / "secrets.txt"
 
 
 def vault(*args, data=None):
+    # this password file only: with a second one (molecule's ANSIBLE_VAULT_PASSWORD_FILE,
+    # the same password) ansible-vault would not know which to encrypt with
+    env = {k: v for k, v in os.environ.items() if k != "ANSIBLE_VAULT_PASSWORD_FILE"}
     return subprocess.run(
         ["ansible-vault", *args, "--vault-password-file", str(PASSWORD_FILE)],
-        input=data, capture_output=True, text=True, check=True,
+        input=data, capture_output=True, text=True, check=True, env=env,
     ).stdout
 
 

@@ -16,7 +16,7 @@ COLLECTION = ROOT / "ansible_collections" / "teamflow" / "platform"
 LOGS = ROOT / "artifacts" / "logs"
 
 # Run order: cheap checks first, so a lint error fails in seconds, not after the scenarios.
-_ORDER = {"static": 0, "unit": 1, "molecule": 2, "lab": 3}
+_ORDER = {"static": 0, "unit": 1, "molecule": 2}
 
 
 def pytest_collection_modifyitems(config, items):

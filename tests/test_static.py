@@ -127,6 +127,27 @@ def test_playbooks_pass_syntax_check():
         assert rc == 0, tail(out)
 
 
+def test_the_lab_inventory_lists_the_site_scenario_hosts(tmp_path):
+    """inventories/lab is what `make lab` (molecule scenario `site`) starts: same hosts, same groups."""
+    # a copy without group_vars/: the lab's vault is made on the machine, not in a clone
+    shutil.copy(ROOT / "inventories" / "lab" / "hosts.yml", tmp_path / "hosts.yml")
+    rc, out = run(["ansible-inventory", "-i", tmp_path / "hosts.yml", "--list"], "inventory-lab")
+    assert rc == 0, tail(out)
+    listing = json.loads(out[out.index("{"):])
+
+    def hosts_of(group):
+        found = set(listing.get(group, {}).get("hosts", []))
+        for child in listing.get(group, {}).get("children", []):
+            found |= hosts_of(child)
+        return found
+
+    platforms = yaml.safe_load((ROOT / "molecule" / "site" / "molecule.yml").read_text())["platforms"]
+    groups = {group for platform in platforms for group in platform["groups"]}
+    assert {p["name"] for p in platforms} == hosts_of("all")
+    for group in groups:
+        assert hosts_of(group) == {p["name"] for p in platforms if group in p["groups"]}, group
+
+
 def test_requirements_yml_matches_the_bundled_collections():
     rc, out = run(["ansible-galaxy", "collection", "list", "--format", "json"], "galaxy-collection-list")
     assert rc == 0, tail(out)

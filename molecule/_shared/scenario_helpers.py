@@ -22,7 +22,9 @@ def ansible_playbook(playbook, *extra, env=None):
 
     PLAYBOOK is a path (a scenario's own playbook, or one of playbooks/); ENV adds variables.
     """
-    environment = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(PROJECT))
+    # plain output to match against (molecule's own runs force colour)
+    environment = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(PROJECT),
+                       ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     environment.update(env or {})
     return subprocess.run(
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), *extra],

@@ -1,0 +1,261 @@
+"""The whole stack end to end (molecule scenario `site`, which is also `make lab`).
+
+The client is the ACME helper (tf-acme): outside the stack, it trusts nothing but
+pebble's root, so a request that verifies proves the web tier serves the
+certificate pebble issued. Every test takes `host`, so pytest keeps them in file
+order: end-to-end requests, the database tier's copies, metrics, `--tags nginx`,
+then every AWX job template through ansible-runner (the App deploy template moves
+the tier to 1.1.0 and App rollback back to the lab's release).
+"""
+
+import json
+import re
+import subprocess
+import time
+import uuid
+
+import ansible_runner
+import pytest
+import yaml
+from scenario_helpers import PROJECT, ansible_playbook, scenario_host
+
+testinfra_hosts = ["docker://tf-acme"]
+
+WEB, APPS, PRIMARY, REPLICA, CACHE = "tf-web1", ("tf-app1", "tf-app2"), "tf-db1", "tf-db2", "tf-cache1"
+HOSTS = ("tf-web1", "tf-app1", "tf-app2", "tf-db1", "tf-db2", "tf-cache1", "tf-mon1")
+ROOT_PEM = "/tmp/pebble-root.pem"
+LAB = PROJECT / "inventories" / "lab"
+VAULT_PASSWORD = PROJECT / ".lab" / "vault-password"
+
+
+@pytest.fixture(scope="module")
+def secrets():
+    """The lab's vault (random per machine, made at the first `make lab`)."""
+    plain = subprocess.run(["ansible-vault", "view", "--vault-password-file", str(VAULT_PASSWORD),
+                            str(LAB / "group_vars" / "all" / "vault.yml")],
+                           capture_output=True, text=True, check=True).stdout
+    return yaml.safe_load(plain)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def pebble_root(host):
+    """The client trusts pebble's current root only (pebble serves it on its management port)."""
+    host.run_expect([0], "curl -sS --cacert /etc/pebble/ca.crt -o %s https://tf-acme:15000/roots/0", ROOT_PEM)
+    assert "BEGIN CERTIFICATE" in host.file(ROOT_PEM).content_string
+
+
+def get(host, path, *curl_args):
+    """(status, body) of an HTTPS request to the load balancer, verified against pebble's root."""
+    out = host.check_output(f"curl -sS --cacert {ROOT_PEM} -o /tmp/body -w '%{{http_code}}' {' '.join(curl_args)} "
+                            f"https://{WEB}{path}; echo; cat /tmp/body")
+    status, _, body = out.partition("\n")
+    return int(status), body
+
+
+def sql(name, query):
+    return scenario_host(name).check_output("runuser -u postgres -- psql -XAtq -d teamflow -c %s", query)
+
+
+# --- the second converge ----------------------------------------------------------------------
+
+def test_a_second_site_yml_through_the_site_deploy_job_template_changes_nothing(host, tmp_path):
+    """The scenario's idempotence check: the molecule sequence has no idempotence step of its own (a third
+    converge of the whole lab would cost minutes); this second run of site.yml goes through the AWX job template
+    "Site deploy" and must report changed=0 on every host."""
+    result = run_template(SITE_DEPLOY, tmp_path)
+    assert sorted(result.stats["ok"]) == sorted(HOSTS)
+    assert result.stats.get("changed", {}) == {}, result.stats["changed"]
+
+
+# --- a user's request, end to end ------------------------------------------------------
+
+def test_the_load_balancer_serves_a_certificate_pebble_issued(host):
+    out = host.check_output(f"curl -sS -v --cacert {ROOT_PEM} -o /dev/null https://{WEB}/health 2>&1")
+    assert "SSL certificate verify ok" in out
+    issuer = re.search(r"issuer: (.*)", out).group(1)
+    assert "Pebble" in issuer, issuer
+
+
+def test_health_through_the_load_balancer_reports_the_release_and_its_dependencies(host):
+    status, body = get(host, "/health")
+    assert status == 200, body
+    assert json.loads(body) == {"status": "ok", "version": "1.0.0", "database": "ok", "redis": "ok"}
+
+
+def test_an_api_write_reaches_postgresql_its_replica_and_the_redis_cache(host, secrets):
+    title = f"site {uuid.uuid4().hex}"
+    status, body = get(host, "/api/v1/notes", "-X POST -H 'Content-Type: application/json'",
+                       f"-d '{{\"title\": \"{title}\", \"body\": \"end to end\"}}'")
+    assert status == 201, body
+    note = json.loads(body)
+    first = json.loads(get(host, f"/api/v1/notes/{note['id']}")[1])
+    second = json.loads(get(host, f"/api/v1/notes/{note['id']}")[1])
+    assert (first["title"], first["cached"]) == (title, False)
+    assert (second["title"], second["cached"]) == (title, True)
+    assert sql(PRIMARY, f"SELECT title FROM notes WHERE id = {note['id']}") == title
+    # streaming replication: the replica has it moments later
+    for _ in range(30):
+        if sql(REPLICA, f"SELECT title FROM notes WHERE id = {note['id']}") == title:
+            break
+        time.sleep(1)
+    assert sql(REPLICA, f"SELECT title FROM notes WHERE id = {note['id']}") == title
+    assert sql(REPLICA, "SELECT pg_is_in_recovery()") == "t"
+    ttl = scenario_host(CACHE).check_output(
+        f"REDISCLI_AUTH={secrets['vault_redis_admin_password']} redis-cli --no-auth-warning --user admin "
+        f"TTL teamflow:note:{note['id']}")
+    assert 0 < int(ttl) <= 300
+
+
+def test_the_frontend_is_served_from_the_lab_release(host):
+    status, body = get(host, "/")
+    assert status == 200 and 'content="1.0.0"' in body
+
+
+# --- the database tier's copies ----------------------------------------------------------
+
+def pgbackrest_info():
+    out = scenario_host(PRIMARY).check_output(
+        "runuser -u postgres -- pgbackrest --stanza=teamflow --output=json info")
+    return json.loads(out)[0]
+
+
+def test_a_backup_exists_in_both_repositories(host):
+    stanza = pgbackrest_info()
+    assert sorted(repo["key"] for repo in stanza["repo"]) == [1, 2]
+    assert all(repo["status"]["code"] == 0 for repo in stanza["repo"]), stanza["repo"]
+    full = {backup["database"]["repo-key"] for backup in stanza["backup"] if backup["type"] == "full"}
+    assert full == {1, 2}
+
+
+@pytest.mark.parametrize("repo", [1, 2])
+def test_the_backup_verification_restores_each_repository(host, repo):
+    result = ansible_playbook(PROJECT / "playbooks" / "backup_verify.yml", "-e", f"verify_repo={repo}")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert re.search(r"tf-db1\s+: ok=\d+\s+changed=\d+\s+unreachable=0\s+failed=0", result.stdout)
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+SCRAPE = """
+import base64, ssl, sys, urllib.request, urllib.error
+url, cafile, auth = sys.argv[1:4]
+request = urllib.request.Request(url)
+if auth:
+    request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+try:
+    with urllib.request.urlopen(request, context=ssl.create_default_context(cafile=cafile), timeout=10) as response:
+        body = response.read().decode()
+        print(response.status, "node_cpu_seconds_total{" in body)
+except urllib.error.HTTPError as error:
+    print(error.code, False)
+"""
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_node_exporter_answers_the_monitoring_host_on_every_host_over_tls_with_basic_auth(host, secrets, name):
+    """Prometheus' view: from tf-mon1 (the firewall opens 9100 to the monitoring tier only)."""
+    monitor = scenario_host("tf-mon1")
+    pem = scenario_host(name).file("/etc/prometheus/node-exporter/tls.crt").content_string
+    monitor.run_expect([0], "printf '%%s' %s > /tmp/ne-%s.pem", pem, name)
+    url = f"https://{name}:9100/metrics"
+    password = secrets["vault_node_exporter_prometheus_password"]
+    assert monitor.check_output("python3 -c %s %s %s %s", SCRAPE, url, f"/tmp/ne-{name}.pem",
+                                f"prometheus:{password}") == "200 True"
+    assert monitor.check_output("python3 -c %s %s %s ''", SCRAPE, url, f"/tmp/ne-{name}.pem") == "401 False"
+
+
+# --- the firewall (role hardening) ---------------------------------------------------------
+
+PROBE = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3).close()
+    print("open")
+except OSError as error:
+    print("closed", error)
+"""
+
+
+@pytest.mark.parametrize("name, port", [("tf-web1", 443), ("tf-web1", 80)])
+def test_the_firewall_lets_anyone_reach_the_web_tier(host, name, port):
+    assert host.check_output("python3 -c %s %s %s", PROBE, name, str(port)) == "open"
+
+
+@pytest.mark.parametrize("name, port", [("tf-app1", 8000), ("tf-db1", 5432), ("tf-db2", 5432), ("tf-cache1", 6379),
+                                        ("tf-web1", 9100), ("tf-db1", 9100), ("tf-db1", 22)])
+def test_the_firewall_keeps_the_outsider_from_the_inner_tiers(host, name, port):
+    """The client (tf-acme) is in no tier: the app, database and cache ports, node_exporter and SSH are closed to it,
+    while the tiers themselves talk (every request above crossed them)."""
+    assert host.check_output("python3 -c %s %s %s", PROBE, name, str(port)).startswith("closed timed out")
+
+
+# --- partial runs: --tags ----------------------------------------------------------------------
+
+# Ansible's own work, not any role's: each role's argument validation (tagged
+# always: it checks, it changes nothing) and fact gathering.
+NOT_ROLE_TASKS = {"ansible.builtin.validate_argument_spec", "validate_argument_spec",
+                  "ansible.builtin.gather_facts", "gather_facts"}
+
+
+def test_tags_nginx_runs_nginx_tasks_only(host):
+    """--tags nginx on the lab: every task that runs is nginx's (the JSON callback lists them)."""
+    result = ansible_playbook(PROJECT / "playbooks" / "site.yml", "--tags", "nginx",
+                              env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    report, _ = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{"):])
+    ran = []
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            actions = {outcome.get("action") for outcome in task["hosts"].values()}
+            if not task["hosts"] or actions <= NOT_ROLE_TASKS:
+                continue
+            ran.append(task["task"]["name"])
+    assert ran, "no nginx task ran"
+    assert [name for name in ran if not name.startswith("teamflow.platform.nginx : ")] == []
+    assert report["stats"][WEB]["changed"] == 0
+
+
+def test_limit_to_one_host_converges_that_host_only(host):
+    result = ansible_playbook(PROJECT / "playbooks" / "site.yml", "--limit", "tf-cache1")
+    assert result.returncode == 0, result.stdout[-3000:]
+    recap = result.stdout.rsplit("PLAY RECAP", 1)[-1]
+    assert re.findall(r"^(\S+)\s+: ok=", recap, re.M) == ["tf-cache1"]
+    assert re.search(r"tf-cache1\s+: ok=\d+\s+changed=0\s", recap)
+
+
+# --- AWX job templates (awx/job_templates.yml) through ansible-runner ------------------------
+
+TEMPLATES = yaml.safe_load((PROJECT / "awx" / "job_templates.yml").read_text())["awx_job_templates"]
+SITE_DEPLOY = next(t for t in TEMPLATES if t["playbook"] == "playbooks/site.yml" and not t["job_tags"])
+# answers to survey fields that have no default: a release that is not the lab's
+# (prepare.yml builds it), so App deploy switches and App rollback has one to go back to
+LAB_ANSWERS = {"app_version": "1.1.0"}
+
+
+def run_template(template, tmp_path):
+    """Run one job template as AWX would (ansible-runner, the template's playbook, tags, limit and survey
+    defaults) against the lab; the runner's result, its output kept under artifacts/logs/."""
+    extravars = {field["variable"]: field["default"] if "default" in field else LAB_ANSWERS[field["variable"]]
+                 for field in template["survey"]}
+    result = ansible_runner.run(
+        private_data_dir=str(tmp_path), project_dir=str(PROJECT), playbook=template["playbook"],
+        inventory=str(LAB), tags=template["job_tags"] or None,
+        limit=template["limit"] or None, extravars=extravars,
+        cmdline=f"--vault-password-file {VAULT_PASSWORD} --diff",
+        envvars={"ANSIBLE_CONFIG": str(PROJECT / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+                 "ANSIBLE_COLLECTIONS_PATH": str(PROJECT)},
+        quiet=True,
+    )
+    output = result.stdout.read()
+    logs = PROJECT / "artifacts" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"awx-{template['name'].split(' - ', 1)[1].replace(' ', '-').lower()}.log").write_text(output)
+    assert (result.status, result.rc) == ("successful", 0), output[-3000:]
+    assert result.stats["failures"] == {} and result.stats["dark"] == {}
+    return result
+
+
+@pytest.mark.parametrize("template", [t for t in TEMPLATES if t is not SITE_DEPLOY],
+                         ids=[t["name"].split(" - ", 1)[1] for t in TEMPLATES if t is not SITE_DEPLOY])
+def test_awx_job_template_runs_green_with_ansible_runner(host, template, tmp_path):
+    run_template(template, tmp_path)
