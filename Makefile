@@ -8,6 +8,9 @@ SHELL := /bin/bash
 VENV        ?= .venv
 PYTHON      ?= python3
 SUITE       ?= bookworm
+# lanes of `make test`: the checks and the scenarios split in JOBS groups of about
+# equal length (tests/conftest.py); JOBS=1 runs them one after the other
+JOBS        ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
@@ -37,7 +40,7 @@ lab-destroy: venv engine ## Remove the lab (its containers, helpers and network)
 	lab/lab.sh destroy
 
 test: venv image ## Run every check: lint, sanity, unit tests, every molecule scenario
-	MOLECULE_IMAGE=$$(lab/build-image.sh $(SUITE)) $(VENV)/bin/pytest $(PYTEST_ARGS)
+	MOLECULE_IMAGE=$$(lab/build-image.sh $(SUITE)) $(VENV)/bin/pytest $(if $(filter-out 1,$(JOBS)),-n $(JOBS) --dist loadscope --no-loadscope-reorder) $(PYTEST_ARGS)
 
 lint: venv ## Only the static checks (yamllint, ansible-lint, sanity, flake8, specs)
 	$(VENV)/bin/pytest -m static $(PYTEST_ARGS)

@@ -1,4 +1,14 @@
-"""`molecule test` for every scenario under molecule/ (each with a molecule.yml)."""
+"""`molecule test` for every scenario under molecule/ (each with a molecule.yml).
+
+`make test` runs `pytest -n 2 --dist loadscope`: xdist gives each test class to
+one worker, so the scenarios are split in lanes (one class per lane) and two of
+them run at a time. The static and unit checks are scopes of their own and run
+first on the other worker. Scenarios go to the lane with the least work so far,
+longest first, by the minutes they took in the last clean-clone CI run, so the
+lanes end within a few minutes of each other without a hand-kept list.
+"""
+
+import os
 
 import pytest
 
@@ -6,9 +16,40 @@ from conftest import ROOT, run, tail
 
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 
+# Minutes in the last clean-clone CI run, one scenario at a time ("checks": the
+# static and unit tests). A scenario not listed counts as DEFAULT_MINUTES.
+MINUTES = {
+    "checks": 4, "site": 24, "hardening": 12, "app": 8, "nginx": 5, "pgbackrest": 4.5,
+    "certbot": 3.5, "backup_verify": 3, "redis": 2, "node_exporter": 1.5, "common": 1,
+    "postgresql": 1,
+}
+DEFAULT_MINUTES = 6
 
-@pytest.mark.molecule
-@pytest.mark.parametrize("scenario", SCENARIOS)
-def test_molecule_scenario(scenario):
-    rc, out = run(["molecule", "test", "--scenario-name", scenario], f"molecule-{scenario}")
-    assert rc == 0, tail(out, 120)
+
+def lanes(scenarios, count):
+    """Split scenarios in `count` lanes of about equal minutes (longest first)."""
+    load = [0.0] * count
+    if count > 1:
+        load[-1] = MINUTES["checks"]  # the last lane starts when the checks are done
+    split = [[] for _ in range(count)]
+    for scenario in sorted(scenarios, key=lambda name: (-MINUTES.get(name, DEFAULT_MINUTES), name)):
+        lane = load.index(min(load))
+        load[lane] += MINUTES.get(scenario, DEFAULT_MINUTES)
+        split[lane].append(scenario)
+    return [sorted(lane) for lane in split if lane]
+
+
+def _lane(scenarios):
+    class Lane:
+        @pytest.mark.molecule
+        @pytest.mark.parametrize("scenario", scenarios)
+        def test_molecule_scenario(self, scenario):
+            rc, out = run(["molecule", "test", "--scenario-name", scenario], f"molecule-{scenario}")
+            assert rc == 0, tail(out, 120)
+
+    return Lane
+
+
+# PYTEST_XDIST_WORKER_COUNT: set by pytest-xdist in its workers (pytest -n N)
+for _number, _scenarios in enumerate(lanes(SCENARIOS, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))), 1):
+    globals()[f"TestLane{_number}"] = _lane(_scenarios)
