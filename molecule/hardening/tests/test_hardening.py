@@ -17,7 +17,7 @@ from scenario_helpers import PROJECT, scenario_host
 testinfra_hosts = ["ansible://hd-outsider"]
 
 TIERS = {"hd-web": "web", "hd-app": "app", "hd-db": "db", "hd-cache": "cache", "hd-mon": "monitoring"}
-PORTS = "1-1024,5432,6379,8000,8432,9100"
+PORTS = "1-1024,5432,6379,8000,8432,9100,9113,9121,9187"
 # what an address outside every tier and admin network may reach
 OPEN_TO_OUTSIDERS = {"hd-web": {80, 443}, "hd-app": set(), "hd-db": set(), "hd-cache": set(), "hd-mon": set()}
 # The lynis hardening index the role promises on every tier, in a container of
@@ -53,6 +53,10 @@ def test_a_port_scan_from_the_outsider_finds_only_what_the_tier_opens_to_everyon
     ("hd-web", "hd-app", 8000),
     ("hd-mon", "hd-web", 9100),
     ("hd-mon", "hd-db", 9100),
+    ("hd-mon", "hd-app", 8000),
+    ("hd-mon", "hd-web", 9113),
+    ("hd-mon", "hd-db", 9187),
+    ("hd-mon", "hd-cache", 9121),
 ])
 def test_a_tier_reaches_what_the_inventory_opens_to_it_and_the_outsider_does_not(host, client, server, port):
     assert reach(client, server, port)
@@ -65,6 +69,8 @@ def test_a_tier_reaches_what_the_inventory_opens_to_it_and_the_outsider_does_not
     ("hd-web", "hd-cache", 6379),
     ("hd-db", "hd-app", 8000),
     ("hd-app", "hd-web", 9100),
+    ("hd-app", "hd-db", 9187),
+    ("hd-web", "hd-cache", 9121),
 ])
 def test_a_tier_does_not_reach_what_is_not_opened_to_it(host, client, server, port):
     assert not reach(client, server, port)
