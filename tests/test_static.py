@@ -234,3 +234,97 @@ def test_awx_job_templates_are_consistent():
     nodes = {node["identifier"]: node for node in data["awx_workflow"]["nodes"]}
     for node in nodes.values():
         assert node["template"] in names and set(node["success"]) <= nodes.keys(), node
+
+
+# --- alert rules (role prometheus) -----------------------------------------------------------
+
+PROMETHEUS = COLLECTION / "roles" / "prometheus"
+
+
+@pytest.fixture(scope="module")
+def rendered_rules(tmp_path_factory):
+    """The rule templates rendered with the role's defaults, next to copies of their promtool tests."""
+    out = tmp_path_factory.mktemp("rules")
+    for template in (PROMETHEUS / "templates").glob("*.rules.yml.j2"):
+        rc, log = run(["ansible", "-i", "localhost,", "localhost", "-c", "local",
+                       "-e", f"ansible_python_interpreter={ROOT / '.venv' / 'bin' / 'python'}",
+                       "-e", f"@{PROMETHEUS / 'defaults' / 'main.yml'}",
+                       "-m", "ansible.builtin.template", "-a", f"src={template} dest={out / template.stem}"],
+                      f"render-{template.stem}")
+        assert rc == 0, tail(log)
+    for test in (PROMETHEUS / "files" / "rule_tests").glob("*.yml"):
+        shutil.copy(test, out / test.name)
+    return out
+
+
+def test_alert_rules_pass_promtool_check(rendered_rules):
+    files = sorted(rendered_rules.glob("*.rules.yml"))
+    assert files
+    rc, out = run([ROOT / "tools" / "promtool", "check", "rules", *files], "promtool-check-rules")
+    assert rc == 0, tail(out)
+
+
+def test_alert_rule_unit_tests_pass(rendered_rules):
+    rc, out = run([ROOT / "tools" / "promtool", "test", "rules", *sorted(rendered_rules.glob("*.test.yml"))],
+                  "promtool-test-rules")
+    assert rc == 0, tail(out)
+
+
+def test_every_alert_has_a_test_that_fires_it_and_one_that_does_not(rendered_rules):
+    alerts = {rule["alert"] for path in rendered_rules.glob("*.rules.yml")
+              for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"] if "alert" in rule}
+    fires, quiet = set(), set()
+    for path in rendered_rules.glob("*.test.yml"):
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            series = [dict(re.findall(r'(\w+)="([^"]*)"', s["series"])) for s in case["input_series"]]
+            for check in case.get("alert_rule_test", []):
+                expected = [{k: str(v) for k, v in alert["exp_labels"].items()} for alert in check.get("exp_alerts") or []]
+                if expected:
+                    fires.add(check["alertname"])
+                # quiet: nothing expected, or an input series whose labels no expected alert carries
+                # (another instance, repository, ...), so the exact match of exp_alerts shows it stays quiet
+                uncovered = [labels for labels in series
+                             if not any(labels.items() <= alert.items() for alert in expected)]
+                if not expected or uncovered:
+                    quiet.add(check["alertname"])
+    assert alerts - fires == set(), "no test fires these"
+    assert alerts - quiet == set(), "no test shows these staying quiet"
+
+
+def test_every_alert_links_a_runbook_section(rendered_rules):
+    runbook = (ROOT / "docs" / "runbook.md").read_text()
+    anchors = {heading.strip().lower() for heading in re.findall(r"^## (.+)$", runbook, re.M)}
+    for path in rendered_rules.glob("*.rules.yml"):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    annotations = rule["annotations"]
+                    assert annotations.get("summary"), rule["alert"]
+                    url = annotations["runbook_url"]
+                    assert url.split("#", 1)[1] in anchors and url.split("#", 1)[1] == rule["alert"].lower(), url
+
+
+# --- dashboards (role prometheus) -------------------------------------------------------------
+
+def dashboard_queries():
+    """(dashboard, panel title, expression) of every panel target of every dashboard JSON."""
+    for path in sorted((PROMETHEUS / "files" / "dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text())["panels"]:
+            for target in panel["targets"]:
+                yield path.stem, panel["title"], target["expr"]
+
+
+def test_dashboards_are_what_tools_dashboards_writes():
+    rc, out = run([ROOT / ".venv" / "bin" / "python", ROOT / "tools" / "dashboards.py", "--check"], "dashboards-check")
+    assert rc == 0, tail(out)
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path):
+    """promtool parses each panel's expression (as a recording rule); the site scenario runs them on the lab."""
+    queries = list(dashboard_queries())
+    assert len(queries) > 20
+    rules = {"groups": [{"name": "dashboards", "rules": [
+        {"record": f"dashboard:query{n}", "expr": expr} for n, (_, _, expr) in enumerate(queries)]}]}
+    (tmp_path / "dashboards.rules.yml").write_text(yaml.safe_dump(rules))
+    rc, out = run([ROOT / "tools" / "promtool", "check", "rules", tmp_path / "dashboards.rules.yml"], "promtool-dashboards")
+    assert rc == 0, tail(out)

@@ -6,6 +6,7 @@
 import os
 import pathlib
 import subprocess
+import time
 
 import testinfra
 
@@ -30,3 +31,36 @@ def ansible_playbook(playbook, *extra, env=None):
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), *extra],
         capture_output=True, text=True, env=environment, check=False,
     )
+
+
+_PROMETHEUS_GET = """
+import json, sys, urllib.parse, urllib.request
+url = sys.argv[1] + sys.argv[2] + ("?" + urllib.parse.urlencode(json.loads(sys.argv[3])) if sys.argv[3] != "{}" else "")
+print(urllib.request.urlopen(url, timeout=10).read().decode())
+"""
+
+
+def prometheus_api(monitor, path, **params):
+    """GET Prometheus' HTTP API on the monitoring host (testinfra host MONITOR) from that host.
+
+    Prometheus listens on the host's private address (prometheus_listen_address); the
+    answer's "data" is returned, after checking its status.
+    """
+    import json
+
+    address = monitor.check_output("hostname -I").split()[0]
+    out = monitor.check_output("python3 -c %s %s %s %s", _PROMETHEUS_GET, f"http://{address}:9090", path,
+                               json.dumps(params))
+    answer = json.loads(out)
+    assert answer["status"] == "success", answer
+    return answer["data"]
+
+
+def wait_for(check, timeout, interval=2):
+    """CHECK() until it returns something true, or its last value after TIMEOUT seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)

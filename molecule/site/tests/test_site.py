@@ -17,7 +17,7 @@ import uuid
 import ansible_runner
 import pytest
 import yaml
-from scenario_helpers import PROJECT, ansible_playbook, scenario_host
+from scenario_helpers import PROJECT, ansible_playbook, prometheus_api, scenario_host, wait_for
 
 testinfra_hosts = ["docker://tf-acme"]
 
@@ -164,6 +164,44 @@ def test_node_exporter_answers_the_monitoring_host_on_every_host_over_tls_with_b
     assert monitor.check_output("python3 -c %s %s %s ''", SCRAPE, url, f"/tmp/ne-{name}.pem") == "401 False"
 
 
+# --- the monitoring tier (role prometheus) ------------------------------------------------------
+
+SCRAPED = {"prometheus": {"tf-mon1"}, "node": set(HOSTS), "teamflow_app": set(APPS), "nginx": {WEB},
+           "postgresql": {PRIMARY, REPLICA}, "redis": {CACHE}, "teamflow_health": {f"https://{WEB}/health"}}
+
+
+def test_prometheus_scrapes_every_host_and_exporter_and_all_are_up(host):
+    """Through the firewall: the monitoring host reaches each exporter the tiers' roles installed."""
+    monitor = scenario_host("tf-mon1")
+
+    def targets():
+        active = prometheus_api(monitor, "/api/v1/targets", state="active")["activeTargets"]
+        return active if all(t["health"] == "up" for t in active) and len(active) == sum(map(len, SCRAPED.values())) \
+            else None
+
+    active = wait_for(targets, 60) or prometheus_api(monitor, "/api/v1/targets", state="active")["activeTargets"]
+    found = {}
+    for target in active:
+        found.setdefault(target["labels"]["job"], set()).add(target["labels"]["instance"])
+    assert found == SCRAPED
+    assert [(t["labels"]["instance"], t["lastError"]) for t in active if t["health"] != "up"] == []
+
+
+DASHBOARDS = sorted((PROJECT / "ansible_collections" / "teamflow" / "platform" / "roles" / "prometheus" / "files"
+                     / "dashboards").glob("*.json"))
+PANELS = [(path.stem, panel["title"], target["expr"]) for path in DASHBOARDS
+          for panel in json.loads(path.read_text())["panels"] for target in panel["targets"]]
+
+
+@pytest.mark.parametrize("dashboard, title, expr", PANELS, ids=[f"{d}: {t}" for d, t, _ in PANELS])
+def test_every_dashboard_query_returns_data_on_the_lab(host, dashboard, title, expr):
+    """Grafana is not in the lab: each panel's PromQL runs against the lab's Prometheus instead, after
+    the traffic, backups and verifications above, and must return at least one series."""
+    monitor = scenario_host("tf-mon1")
+    result = wait_for(lambda: prometheus_api(monitor, "/api/v1/query", query=expr)["result"], 60)
+    assert result, f"{dashboard} / {title}: no series for {expr}"
+
+
 # --- the firewall (role hardening) ---------------------------------------------------------
 
 PROBE = """
@@ -182,9 +220,10 @@ def test_the_firewall_lets_anyone_reach_the_web_tier(host, name, port):
 
 
 @pytest.mark.parametrize("name, port", [("tf-app1", 8000), ("tf-db1", 5432), ("tf-db2", 5432), ("tf-cache1", 6379),
-                                        ("tf-web1", 9100), ("tf-db1", 9100), ("tf-db1", 22)])
+                                        ("tf-web1", 9100), ("tf-db1", 9100), ("tf-db1", 22), ("tf-web1", 9113),
+                                        ("tf-db1", 9187), ("tf-cache1", 9121)])
 def test_the_firewall_keeps_the_outsider_from_the_inner_tiers(host, name, port):
-    """The client (tf-acme) is in no tier: the app, database and cache ports, node_exporter and SSH are closed to it,
+    """The client (tf-acme) is in no tier: the app, database and cache ports, the exporters and SSH are closed to it,
     while the tiers themselves talk (every request above crossed them)."""
     assert host.check_output("python3 -c %s %s %s", PROBE, name, str(port)).startswith("closed timed out")
 
