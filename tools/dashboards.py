@@ -18,6 +18,8 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 OUT = ROOT / "ansible_collections" / "teamflow" / "platform" / "roles" / "prometheus" / "files" / "dashboards"
 DATASOURCE = {"type": "prometheus", "uid": "teamflow-prometheus"}
 APP = 'job="teamflow_app"'
+# the filesystems HostDiskFillingUp watches (not memory-backed nor image layers)
+DISKS = 'job="node", fstype!~"tmpfs|ramfs|overlay|squashfs"'
 
 DASHBOARDS = {
     "teamflow-application": ("TeamFlow: application", [
@@ -77,9 +79,9 @@ DASHBOARDS = {
             ("{{instance}}", '1 - avg by (instance) (rate(node_cpu_seconds_total{job="node", mode="idle"}[5m]))')]),
         ("Memory available", "percentunit", [
             ("{{instance}}", 'node_memory_MemAvailable_bytes{job="node"} / node_memory_MemTotal_bytes{job="node"}')]),
-        ("Root filesystem available", "percentunit", [
-            ("{{instance}}", 'node_filesystem_avail_bytes{job="node", mountpoint="/"} '
-                             '/ node_filesystem_size_bytes{job="node", mountpoint="/"}')]),
+        ("Fullest filesystem: share available", "percentunit", [
+            ("{{instance}}", f"min by (instance) (node_filesystem_avail_bytes{{{DISKS}}} "
+                             f"/ node_filesystem_size_bytes{{{DISKS}}})")]),
         ("Load (1 min)", "short", [("{{instance}}", 'node_load1{job="node"}')]),
         ("Network received", "Bps", [
             ("{{instance}} {{device}}", 'rate(node_network_receive_bytes_total{job="node", device!="lo"}[5m])')]),
