@@ -16,7 +16,7 @@ testinfra_hosts = ["ansible://mon-prom"]
 JOBS = {"prometheus", "node", "teamflow_app", "nginx", "postgresql", "redis", "teamflow_health"}
 ALERTS = {
     "TeamFlowApiLatencyP95High", "TeamFlowApiLatencyMeanHigh", "TeamFlowHttp5xxRatioHigh", "TeamFlowHealthCheckFailing",
-    "HostDown", "HostDiskFillingUp", "HostMemoryPressure", "PostgresqlDown", "PostgresqlReplicationLagHigh",
+    "HostDown", "ScrapeTargetDown", "HostDiskFillingUp", "HostMemoryPressure", "PostgresqlDown", "PostgresqlReplicationLagHigh",
     "PostgresqlConnectionsNearMax", "PostgresqlWalArchivingFailing", "RedisDown", "RedisEvicting",
     "CertificateExpiringSoon", "BackupTooOld", "BackupVerificationFailed",
 }
