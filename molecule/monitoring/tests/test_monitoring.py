@@ -37,6 +37,8 @@ def test_every_job_has_every_target_up(host):
     assert not down
     nodes = {t["labels"]["instance"] for t in targets if t["labels"]["job"] == "node"}
     assert nodes == {"mon-stack", "mon-prom", "mon-hook"}
+    # instance is the inventory name (what alerts, inhibition and dashboards show), the probe's is its URL
+    assert {t["labels"]["instance"] for t in targets if t["labels"]["job"] != "teamflow_health"} <= nodes
 
 
 def test_node_exporter_is_scraped_over_tls_with_basic_auth(host):
