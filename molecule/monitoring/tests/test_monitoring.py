@@ -64,7 +64,7 @@ def test_every_alert_rule_is_loaded_with_a_runbook_link(host):
         assert rule["annotations"]["runbook_url"].endswith("#" + rule["name"].lower())
 
 
-@pytest.mark.parametrize("labels, receiver", [("severity=critical", "webhook"), ("severity=warning", "webhook")])
+@pytest.mark.parametrize("labels, receiver", [("severity=critical", "webhook"), ("severity=warning", "none"), ("alertname=Other", "none")])
 def test_alertmanager_routes_each_severity(host, labels, receiver):
     out = host.check_output("amtool config routes test --config.file=/etc/prometheus/alertmanager.yml %s", labels)
     assert out.strip() == receiver
