@@ -270,6 +270,16 @@ def test_a_restore_test_runs_the_queries_and_cleans_up(monkeypatch, tmp_path, ou
     assert 'pgbackrest_verify_success{stanza="teamflow",repo="1"} 1' in metrics
 
 
+def test_a_query_without_expected_result_is_reported(monkeypatch, tmp_path, output):
+    cli = FakeCli(query_output="1795730000.25")
+    run_module(monkeypatch, tmp_path, cli, restore_test=True,
+               queries=[{"name": "newest row", "sql": "SELECT extract(epoch FROM max(ts)) FROM t"}])
+    result = output()
+    assert not result.get("failed"), result
+    assert result["queries"] == [{"name": "newest row", "database": "postgres", "expected": None,
+                                  "actual": "1795730000.25", "passed": True}]
+
+
 def test_a_wrong_query_result_fails_and_cleans_up(monkeypatch, tmp_path, output):
     cli = FakeCli(query_output="41")
     run_module(monkeypatch, tmp_path, cli, restore_test=True,
