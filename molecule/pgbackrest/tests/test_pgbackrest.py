@@ -54,7 +54,7 @@ def test_converge_and_its_rerun_took_exactly_one_full_backup_per_repository(host
 def test_postgresql_archives_through_pgbackrest(host):
     assert sql(host, "SHOW archive_mode") == "on"
     assert sql(host, "SHOW archive_command") == f"pgbackrest --stanza={STANZA} archive-push %p"
-    assert sql(host, "SHOW archive_timeout") == "1min"
+    assert sql(host, "SHOW archive_timeout") == "30s"
 
 
 def test_a_switched_wal_segment_reaches_both_repositories_within_archive_timeout(host):
