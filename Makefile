@@ -14,7 +14,7 @@ JOBS        ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv engine image lab lab-destroy test lint unit molecule readme release
+.PHONY: help venv engine image lab lab-destroy test lint unit molecule bench readme release
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ unit: venv ## Only the Python unit tests of the collection's plugins
 
 molecule: venv image ## Only the molecule scenarios (SCENARIO=name for one)
 	MOLECULE_IMAGE=$$(lab/build-image.sh $(SUITE)) $(VENV)/bin/pytest -m molecule $(if $(SCENARIO),-k "molecule and $(SCENARIO)") $(PYTEST_ARGS)
+
+bench: venv image ## Benchmark the stack on a fresh lab (<30 min): table + benchmarks/results/*.json [BENCH_ARGS=--phases load]
+	MOLECULE_IMAGE=$$(lab/build-image.sh $(SUITE)) $(VENV)/bin/python benchmarks/bench.py $(BENCH_ARGS)
 
 readme: venv ## Regenerate the variables section of every role README
 	$(VENV)/bin/python tools/role_readme.py --write

@@ -1,0 +1,503 @@
+#!/usr/bin/env python3
+"""`make bench`: how fast the stack deploys, how much load it holds, how fast it recovers.
+
+Runs on the lab (molecule scenario `site`, inventories/lab), from scratch:
+
+  lab       destroy the lab, create its containers and helpers, prepare them
+  converge  site.yml on the fresh lab, the no-op rerun, the no-op rerun with Mitogen
+  load      open-model load from tf-mon1: 1000 users on keep-alive connections at the
+            load balancer (/health, a static asset, the API reading PostgreSQL through
+            Redis) and the same straight at one app host
+  deploy    rolling deploys of the app tier (1.0.0 -> 1.1.0 -> 1.0.0) under steady load
+  backup    pgbench database of a few GB: full and incremental backups per compression
+            type, the verification restore, the recovery point after a hard kill
+  scale     four more app hosts join (site.yml), the no-op rerun with six app hosts
+            (both with Mitogen, compared with the Mitogen no-op of two); they stay
+
+Writes benchmarks/results/<UTC time>.json and latest.json, prints the table
+(benchmarks/report.py), and exits non-zero when a phase failed (the figures of
+the others are still written). Logs of every command: benchmarks/results/logs/.
+
+    benchmarks/bench.py [--phases converge,load] [--pgbench-scale 150] [--users 1000]
+"""
+
+import argparse
+import contextlib
+import datetime
+import ipaddress
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import report  # noqa: E402 - the sibling module, also a command of its own
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+LOGS = RESULTS / "logs"
+VAULT = ROOT / ".lab" / "vault-password"
+LAB_INVENTORY = ROOT / "inventories" / "lab"
+SCALE_INVENTORY = ROOT / "benchmarks" / "inventory" / "six-app-hosts.yml"
+PHASES = ("lab", "converge", "load", "deploy", "backup", "scale")
+CLIENT = "tf-mon1"          # in the monitoring group: the firewall lets it reach the app port too
+WEB, APP, PRIMARY = "tf-web1", "tf-app1", "tf-db1"
+PG_UNIT = "postgresql@15-main"
+STANZA = "teamflow"
+
+
+def log_path(label):
+    LOGS.mkdir(parents=True, exist_ok=True)
+    return LOGS / f"{label}.log"
+
+
+def sh(cmd, label=None, check=True, env=None, timeout=None):
+    """Run a command (a list); (rc, output, seconds). With a label its output also streams to the label's log."""
+    began = time.monotonic()
+    if label:
+        log = log_path(label)
+        with open(log, "w", encoding="utf-8") as handle:
+            handle.write(f"$ {shlex.join(map(str, cmd))}\n")
+            handle.flush()
+            proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, text=True,
+                                  timeout=timeout, stdin=subprocess.DEVNULL)
+        seconds = time.monotonic() - began
+        output = log.read_text().split("\n", 1)[1]
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"\n# rc {proc.returncode}, {seconds:.1f} s\n")
+    else:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        seconds = time.monotonic() - began
+        output = proc.stdout
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{shlex.join(map(str, cmd))} failed (rc {proc.returncode}); "
+                           f"{'see ' + str(log_path(label)) if label else output[-2000:]}")
+    return proc.returncode, output, seconds
+
+
+def dexec(container, script, check=True, label=None, timeout=None):
+    """Run a bash script in a lab container."""
+    return sh(["docker", "exec", container, "bash", "-c", script], label=label, check=check, timeout=timeout)
+
+
+def ansible_env(**extra):
+    env = dict(os.environ)
+    env.update({
+        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_VAULT_PASSWORD_FILE": str(VAULT),
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_FORCE_COLOR": "0",
+    })
+    env.update(extra)
+    return env
+
+
+RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)"
+                   r"\s+rescued=(\d+)\s+ignored=(\d+)", re.M)
+PROFILE = re.compile(r"^(.+?) -{3,} (\d+\.\d+)s$", re.M)
+
+
+def parse_run(text):
+    """Per-host recap counts and profile_tasks' per-task seconds from an ansible-playbook log."""
+    hosts = {}
+    for match in RECAP.finditer(text):
+        ok, changed, unreachable, failed, skipped, rescued, ignored = map(int, match.groups()[1:])
+        hosts[match.group(1)] = {"ok": ok, "changed": changed, "unreachable": unreachable, "failed": failed,
+                                 "skipped": skipped, "rescued": rescued, "ignored": ignored}
+    summary = text.rsplit("PLAY RECAP", 1)[-1]
+    tasks = [(name.strip(), float(seconds)) for name, seconds in PROFILE.findall(summary)]
+    return hosts, tasks
+
+
+def mitogen_strategy_path():
+    import ansible_mitogen  # noqa: PLC0415 - only the Mitogen runs need it
+    return str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
+
+
+def playbook(label, name, inventories=(LAB_INVENTORY,), extra=(), mitogen=False):
+    """Run a playbook with profile_tasks; its wall time, task counts and slowest tasks."""
+    inventories = list(inventories)
+    env = ansible_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
+                      PROFILE_TASKS_TASK_OUTPUT_LIMIT="100000", PROFILE_TASKS_SORT_ORDER="descending")
+    if mitogen:
+        # Mitogen replaces connection plugins it knows by their short name: the lab's
+        # community.docker.docker becomes `docker` (host variables beat group_vars/all)
+        _, out, _ = sh(["ansible-inventory", *sum((["-i", str(i)] for i in inventories), []), "--list"],
+                       env=ansible_env())
+        names = sorted(json.loads(out)["_meta"]["hostvars"])
+        overlay = LOGS / f"{label}-inventory.json"
+        overlay.write_text(json.dumps({"all": {"hosts": {h: {"ansible_connection": "docker"} for h in names}}}))
+        inventories.append(overlay)
+        env.update(ANSIBLE_STRATEGY_PLUGINS=mitogen_strategy_path(), ANSIBLE_STRATEGY="mitogen_linear")
+    cmd = ["ansible-playbook", *sum((["-i", str(i)] for i in inventories), []), str(ROOT / "playbooks" / name), *extra]
+    rc, out, seconds = sh(cmd, label=label, check=False, env=env)
+    hosts, tasks = parse_run(out)
+    results = sum(h["ok"] + h["failed"] + h["skipped"] + h["ignored"] for h in hosts.values())
+    figures = {
+        "playbook": name, "strategy": "mitogen_linear" if mitogen else "linear",
+        "rc": rc, "wall_s": round(seconds, 1), "hosts": len(hosts), "tasks": len(tasks),
+        "task_results": results,
+        "changed": sum(h["changed"] for h in hosts.values()),
+        "failed": sum(h["failed"] + h["unreachable"] for h in hosts.values()),
+        "s_per_task": round(seconds / len(tasks), 3) if tasks else None,
+        "s_per_task_per_host": round(seconds / results, 3) if results else None,
+        "top_tasks": [{"task": t, "s": s} for t, s in tasks[:10]],
+    }
+    if rc != 0:
+        raise PhaseError(f"{name} failed (rc {rc}); see {log_path(label)}", figures)
+    return figures
+
+
+class PhaseError(RuntimeError):
+    def __init__(self, message, figures=None):
+        super().__init__(message)
+        self.figures = figures
+
+
+def molecule(action, label):
+    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"))
+    return sh(["molecule", action, *(["--force"] if action == "prepare" else []), "--scenario-name", "site"],
+              label=label, env=env)[2]
+
+
+# --- phases -------------------------------------------------------------------
+
+def phase_lab(args, out):
+    # molecule/site/destroy.yml also removes the app hosts a previous bench added
+    out["destroy_s"] = round(molecule("destroy", "lab-destroy"), 1)
+    out["create_s"] = round(molecule("create", "lab-create"), 1)
+    out["prepare_s"] = round(molecule("prepare", "lab-prepare"), 1)
+
+
+def phase_converge(args, out):
+    out["fresh"] = playbook("converge-fresh", "site.yml")
+    out["noop"] = playbook("converge-noop", "site.yml")
+    out["noop_mitogen"] = playbook("converge-noop-mitogen", "site.yml", mitogen=True)
+    out["noop_mitogen_vs_default"] = ratio(out["noop_mitogen"]["wall_s"], out["noop"]["wall_s"])
+
+
+def phase_scale(args, out):
+    # last, so the other phases run on the lab as inventories/lab describes it; the
+    # extra hosts stay until `make lab-destroy` (or the next `make bench`) removes them.
+    # The hosts join with the default strategy: under Mitogen a module cannot import a
+    # Python library an earlier task of the same run installed (node_exporter's
+    # certificate tasks failed so on fresh hosts). The no-op with 6 app hosts runs with
+    # Mitogen, compared with Mitogen's no-op with 2, to stay inside the bench's time.
+    both = (LAB_INVENTORY, SCALE_INVENTORY)
+    sh(["ansible-playbook", "-i", str(SCALE_INVENTORY), str(ROOT / "benchmarks" / "scale-hosts.yml"),
+        "-e", "bench_scale_state=started"], label="scale-hosts-start", env=ansible_env())
+    out["scale_out"] = playbook("scale-out", "site.yml", inventories=both)
+    out["noop_6_app_mitogen"] = playbook("scale-noop-mitogen", "site.yml", inventories=both, mitogen=True)
+
+
+@contextlib.contextmanager
+def client_sources(count):
+    """The load client with `count` more addresses on the lab network (the highest of its subnet)."""
+    _, network, _ = sh(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}/{{.IPPrefixLen}}{{end}}",
+                        CLIENT])
+    interface = ipaddress.ip_interface(network.strip())
+    _, dev, _ = dexec(CLIENT, f"ip -o -4 addr show | awk '$4 == \"{interface.with_prefixlen}\" {{print $2}}'")
+    top = int(interface.network.broadcast_address)
+    sources = [str(ipaddress.ip_address(top - 1 - i)) for i in range(count)]
+    added = [f"{a}/{interface.network.prefixlen} dev {dev.strip()}" for a in sources]
+    dexec(CLIENT, "".join(f"ip addr replace {a}; " for a in added))
+    try:
+        yield sources
+    finally:
+        dexec(CLIENT, "".join(f"ip addr del {a}; " for a in added))
+
+
+def userload(label, urls, users, interval, duration, sources=(), background=False, stop_file=None):
+    cmd = ["python3", "/root/userload.py", "--users", str(users), "--interval", str(interval),
+           "--duration", str(duration), "--out", f"/root/{label}.json"]
+    for url in urls:
+        cmd += ["--url", url]
+    for source in sources:
+        cmd += ["--source", source]
+    if stop_file:
+        cmd += ["--stop-file", stop_file]
+    if background:
+        sh(["docker", "exec", "-d", CLIENT, *cmd])
+        return None
+    rc, text, _ = sh(["docker", "exec", CLIENT, *cmd], label=f"load-{label}", check=True, timeout=duration + 300)
+    return json.loads(text[text.index("{"):])
+
+
+def api_note_urls(base, count):
+    """Create `count` notes at `base`, read each once (so Redis has it); their ids."""
+    script = f"""
+import json, urllib.request
+ids = []
+for i in range({count}):
+    req = urllib.request.Request("{base}/api/v1/notes", method="POST",
+        data=json.dumps({{"title": "bench %d" % i, "body": "x" * 200}}).encode(), headers={{"Content-Type": "application/json"}})
+    ids.append(json.load(urllib.request.urlopen(req, timeout=10))["id"])
+for i in ids:
+    urllib.request.urlopen("{base}/api/v1/notes/%d" % i, timeout=10).read()
+print(json.dumps(ids))
+"""
+    _, text, _ = sh(["docker", "exec", CLIENT, "python3", "-c", script])
+    return json.loads(text.strip().splitlines()[-1])
+
+
+def phase_load(args, out):
+    sh(["docker", "cp", str(ROOT / "benchmarks" / "userload.py"), f"{CLIENT}:/root/userload.py"])
+    with client_sources(args.sources) as sources:
+        run_load(args, out, sources)
+
+
+def run_load(args, out, sources):
+    lb, direct = f"https://{WEB}", f"http://{APP}:8000"
+    # setup straight at the app host: the load balancer would rate-limit one client's burst
+    ids = api_note_urls(direct, 100)
+    _, index, _ = dexec(CLIENT, f"python3 -c \"import urllib.request as u; print(u.urlopen('{lb}/').read().decode())\"")
+    asset = re.search(r'src="(/assets/[^"]+\.js)"', index).group(1)
+    out["setup"] = {"client": CLIENT, "client_addresses": len(sources), "users": args.users,
+                    "interval_s": args.interval, "duration_s": args.duration, "api_notes": len(ids),
+                    "static_asset": asset}
+    runs = {
+        "lb_health": [f"{lb}/health"],
+        "lb_static": [f"{lb}{asset}"],
+        "lb_api": [f"{lb}/api/v1/notes/{i}" for i in ids],
+        "direct_health": [f"{direct}/health"],
+        "direct_api": [f"{direct}/api/v1/notes/{i}" for i in ids],
+    }
+    for name, urls in runs.items():
+        # through the load balancer from many client addresses (its per-address limits
+        # stay on); straight at the app host from the client's own (no limits there)
+        out[name] = userload(name, urls, args.users, args.interval, args.duration,
+                             sources=sources if name.startswith("lb_") else ())
+        time.sleep(3)
+    for what in ("health", "api"):
+        lb_run, direct_run = out[f"lb_{what}"], out[f"direct_{what}"]
+        out[f"proxy_cost_{what}"] = {
+            q: ratio(lb_run["latency_ms"][q], direct_run["latency_ms"][q]) for q in ("p50", "p95", "p99")}
+    api = out["lb_api"]
+    out["target"] = {
+        "what": "API p95 < 500 ms with 1000 concurrent users and no errors",
+        "users": api["users"], "p95_ms": api["latency_ms"]["p95"],
+        "errors": api["errors"] + api["non_2xx"],
+        "met": api["users"] >= 1000 and api["latency_ms"]["p95"] is not None
+        and api["latency_ms"]["p95"] < 500 and api["errors"] + api["non_2xx"] == 0,
+    }
+
+
+def deploy_under_load(label, version, ids, sources):
+    lb = f"https://{WEB}"
+    stop = f"/root/{label}.stop"
+    dexec(CLIENT, f"rm -f {stop} /root/{label}.json")
+    urls = [f"{lb}/api/v1/notes/{i}" for i in ids[:20]] + [f"{lb}/health"]
+    userload(label, urls, 100, 2, 1800, sources=sources, background=True, stop_file=stop)
+    time.sleep(5)
+    try:
+        run = playbook(label, "deploy.yml", extra=("-e", f"app_version={version}"))
+    finally:
+        time.sleep(5)
+        dexec(CLIENT, f"touch {stop}")
+        for _ in range(60):
+            rc, text, _ = dexec(CLIENT, f"cat /root/{label}.json", check=False)
+            if rc == 0 and text.strip().endswith("}"):
+                break
+            time.sleep(1)
+    load = json.loads(text)
+    return {"version": version, "deploy_wall_s": run["wall_s"], "deploy_tasks": run["tasks"],
+            "load": load, "failed_requests": load["errors"],
+            "status_5xx": sum(n for code, n in load["by_status"].items() if code.startswith("5"))}
+
+
+def phase_deploy(args, out):
+    sh(["docker", "cp", str(ROOT / "benchmarks" / "userload.py"), f"{CLIENT}:/root/userload.py"])
+    ids = api_note_urls(f"http://{APP}:8000", 20)
+    _, text, _ = sh(["ansible-inventory", "-i", str(LAB_INVENTORY), "--host", APP], env=ansible_env())
+    lab_version = json.loads(text)["app_version"]
+    with client_sources(args.sources) as sources:
+        out[f"to_{args.deploy_version}"] = deploy_under_load("deploy-new", args.deploy_version, ids, sources)
+        # back to the lab's release: the lab stays what inventories/lab says
+        out[f"back_to_{lab_version}"] = deploy_under_load("deploy-back", lab_version, ids, sources)
+
+
+def psql(sql, database="bench", label=None, check=True):
+    return dexec(PRIMARY, f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d {database} -c {shlex.quote(sql)}",
+                 label=label, check=check)[1].strip()
+
+
+def pgbackrest(*options, label=None):
+    return dexec(PRIMARY, "runuser -u postgres -- pgbackrest --stanza=%s %s" % (STANZA, " ".join(options)),
+                 label=label)
+
+
+def backup_info(label):
+    _, text, _ = pgbackrest("--repo=1", f"--set={label}", "--output=json", "info")
+    backup = json.loads(text)[0]["backup"][0]
+    return {"label": label, "db_bytes": backup["info"]["size"], "repo_bytes": backup["info"]["repository"]["delta"]}
+
+
+def newest_backup():
+    _, text, _ = pgbackrest("--repo=1", "--output=json", "info")
+    return json.loads(text)[0]["backup"][-1]["label"]
+
+
+def wait_for_archive(timeout=900):
+    """Until PostgreSQL has archived every WAL segment it finished; the seconds it took."""
+    began = time.monotonic()
+    psql("SELECT pg_switch_wal()")
+    while time.monotonic() - began < timeout:
+        done = psql("SELECT coalesce(last_archived_wal, '') >= pg_walfile_name(pg_current_wal_lsn() - 1) "
+                    "FROM pg_stat_archiver")
+        if done == "t":
+            return round(time.monotonic() - began, 1)
+        time.sleep(2)
+    raise RuntimeError("the WAL archive did not catch up in %d s" % timeout)
+
+
+def verify(label, queries, check_archive=True):
+    """The verification restore (teamflow.platform.pgbackrest_verify) of repo1; its result."""
+    module_args = json.dumps({
+        "stanza": STANZA, "repo": 1, "max_full_age": 0, "max_age": 0, "check_archive": check_archive,
+        "restore_test": True, "queries": queries})
+    env = ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
+    rc, text, seconds = sh(["ansible", "-i", str(LAB_INVENTORY), PRIMARY, "-b", "-m", "teamflow.platform.pgbackrest_verify",
+                            "-a", module_args], label=label, check=False, env=env)
+    result = json.loads(text[text.index("{"):])["plays"][0]["tasks"][0]["hosts"][PRIMARY]
+    if rc != 0:
+        raise RuntimeError("verification failed: %s" % result.get("msg"))
+    return result, round(seconds, 1)
+
+
+def phase_backup(args, out):
+    version = dexec(PRIMARY, "ls /usr/lib/postgresql | sort -n | tail -1")[1].strip()
+    pgbench = f"/usr/lib/postgresql/{version}/bin/pgbench"
+    psql("DROP DATABASE IF EXISTS bench", database="postgres")
+    psql("CREATE DATABASE bench", database="postgres")
+    _, _, seconds = dexec(PRIMARY, f"runuser -u postgres -- {pgbench} -q -i -s {args.pgbench_scale} -I dtGvp bench",
+                          label="backup-pgbench-init")
+    out["pgbench"] = {"scale": args.pgbench_scale, "init_s": round(seconds, 1),
+                      "db_bytes": int(psql("SELECT pg_database_size('bench')")),
+                      "archive_catch_up_s": wait_for_archive()}
+    out["compression"] = {}
+    for ctype in ("gz", "lz4", "zst"):
+        figures = {}
+        _, _, seconds = pgbackrest("--repo=1", "--type=full", f"--compress-type={ctype}", "backup",
+                                   label=f"backup-full-{ctype}")
+        figures["full_s"] = round(seconds, 1)
+        figures["full"] = backup_info(newest_backup())
+        # the same amount of change before every incremental: 20000 pgbench transactions
+        dexec(PRIMARY, f"runuser -u postgres -- {pgbench} -n -c 2 -t 10000 bench", label=f"backup-pgbench-{ctype}")
+        _, _, seconds = pgbackrest("--repo=1", "--type=incr", f"--compress-type={ctype}", "backup",
+                                   label=f"backup-incr-{ctype}")
+        figures["incr_s"] = round(seconds, 1)
+        figures["incr"] = backup_info(newest_backup())
+        figures["full_mb_per_s"] = round(figures["full"]["db_bytes"] / 2**20 / figures["full_s"], 1)
+        figures["full_ratio"] = round(figures["full"]["repo_bytes"] / figures["full"]["db_bytes"], 3)
+        out["compression"][ctype] = figures
+    gz = out["compression"]["gz"]
+    for ctype, figures in out["compression"].items():
+        figures["full_time_vs_gz"] = ratio(figures["full_s"], gz["full_s"])
+        figures["full_size_vs_gz"] = ratio(figures["full"]["repo_bytes"], gz["full"]["repo_bytes"])
+    accounts = args.pgbench_scale * 100000
+    result, seconds = verify("backup-verify", [
+        {"name": "pgbench accounts", "database": "bench", "sql": "SELECT count(*) FROM pgbench_accounts",
+         "expected": str(accounts)}])
+    out["verify"] = {"label": result["restore"]["label"], "restore_s": result["restore"]["restore_seconds"],
+                     "start_s": result["restore"]["start_seconds"], "duration_s": result["restore"]["duration_seconds"],
+                     "wall_s": seconds, "query": result["queries"][0]["actual"]}
+    out["recovery_point"] = recovery_point(args)
+    psql("DROP DATABASE IF EXISTS bench", database="postgres")
+
+
+def recovery_point(args):
+    """Commit a row every 0.2 s, kill the primary hard, restore from the repository: seconds lost."""
+    psql("CREATE TABLE rpo (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp())")
+    dexec(PRIMARY, "rm -f /root/rpo.log /root/rpo.stop")
+    writer = ("while [ ! -e /root/rpo.stop ]; do runuser -u postgres -- psql -XAtq -d bench -c "
+              "'INSERT INTO rpo DEFAULT VALUES RETURNING extract(epoch FROM ts)' >> /root/rpo.log 2>/dev/null; "
+              "sleep 0.2; done")
+    sh(["docker", "exec", "-d", PRIMARY, "bash", "-c", writer])
+    archive_timeout = int(psql("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'"))
+    time.sleep(args.rpo_write_seconds)
+    dexec(PRIMARY, f"systemctl kill --signal=SIGKILL {PG_UNIT}")
+    killed = time.time()
+    time.sleep(1)
+    dexec(PRIMARY, "touch /root/rpo.stop")
+    acknowledged = [float(x) for x in dexec(PRIMARY, "cat /root/rpo.log")[1].split()]
+    try:
+        result, seconds = verify("backup-rpo-restore", [
+            {"name": "newest row", "database": "bench", "sql": "SELECT extract(epoch FROM max(ts)) FROM rpo"}],
+            check_archive=False)
+    finally:
+        dexec(PRIMARY, f"systemctl start {PG_UNIT}")
+    restored = float(result["queries"][0]["actual"])
+    lost = [ts for ts in acknowledged if ts > restored]
+    return {"archive_timeout_s": archive_timeout, "writes_s": args.rpo_write_seconds, "commits_acknowledged": len(acknowledged),
+            "commits_lost": len(lost), "lost_s": round(max(acknowledged) - restored, 1),
+            "killed_after_last_commit_s": round(killed - max(acknowledged), 1),
+            "restore_duration_s": result["restore"]["duration_seconds"], "wall_s": seconds, "target_s": 60,
+            "met": max(acknowledged) - restored < 60}
+
+
+def ratio(a, b):
+    return round(a / b, 2) if a is not None and b else None
+
+
+def machine():
+    meminfo = Path("/proc/meminfo").read_text()
+    total_kb = int(re.search(r"MemTotal:\s+(\d+)", meminfo).group(1))
+    release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines() if "=" in line)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True, capture_output=True).stdout.strip()
+    return {"cpus": os.cpu_count(), "memory_gib": round(total_kb / 2**20, 1), "kernel": platform.release(),
+            "os": release.get("PRETTY_NAME", "").strip('"'), "commit": commit,
+            "image": os.environ.get("MOLECULE_IMAGE", "")}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated, of: " + ", ".join(PHASES))
+    parser.add_argument("--users", type=int, default=1000, help="load: concurrent users (one connection each)")
+    parser.add_argument("--interval", type=float, default=5, help="load: seconds between one user's requests")
+    parser.add_argument("--duration", type=float, default=30, help="load: seconds of arrivals per run")
+    parser.add_argument("--sources", type=int, default=40, help="load: client addresses the users come from")
+    parser.add_argument("--deploy-version", default="1.1.0", help="deploy: the release to deploy (and back)")
+    parser.add_argument("--pgbench-scale", type=int, default=150, help="backup: pgbench scale (15 MB each)")
+    parser.add_argument("--rpo-write-seconds", type=float, default=75, help="backup: seconds of commits before the kill")
+    args = parser.parse_args(argv)
+    phases = [p for p in args.phases.split(",") if p]
+    unknown = set(phases) - set(PHASES)
+    if unknown:
+        parser.error("unknown phases: " + ", ".join(sorted(unknown)))
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    results = {"date": started.strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(), "phases": {}, "errors": {}}
+    for name in PHASES:
+        if name not in phases:
+            continue
+        print(f"bench: {name} ...", flush=True)
+        began = time.monotonic()
+        out = results["phases"][name] = {}
+        try:
+            globals()[f"phase_{name}"](args, out)
+        except Exception as exc:  # noqa: BLE001 - a failed phase is reported, the others still run
+            if isinstance(exc, PhaseError) and exc.figures:
+                out["failed_run"] = exc.figures
+            results["errors"][name] = str(exc)
+            traceback.print_exc()
+        out["phase_s"] = round(time.monotonic() - began, 1)
+        print(f"bench: {name} took {out['phase_s']} s", flush=True)
+    results["total_s"] = round(sum(p["phase_s"] for p in results["phases"].values()), 1)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(results, indent=2) + "\n"
+    (RESULTS / (started.strftime("%Y%m%dT%H%M%SZ") + ".json")).write_text(text)
+    (RESULTS / "latest.json").write_text(text)
+    print(report.table(results))
+    return 1 if results["errors"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""The table of a benchmark run (benchmarks/bench.py's JSON), as text or Markdown.
+
+    benchmarks/report.py [benchmarks/results/latest.json]            # text
+    benchmarks/report.py --markdown [FILE]                            # Markdown
+    benchmarks/report.py --readme README.md [FILE]                    # rewrite the README's figures
+
+Every figure comes from the JSON; nothing here is typed in by hand. --readme
+replaces what is between `<!-- bench:begin -->` and `<!-- bench:end -->`.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT = Path(__file__).resolve().parent / "results" / "latest.json"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+
+
+def fmt(value, unit=""):
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, float):
+        value = f"{value:.2f}" if abs(value) < 10 else f"{value:.1f}" if abs(value) < 1000 else f"{value:.0f}"
+    return f"{value}{unit}"
+
+
+def mib(value):
+    return None if value is None else round(value / 2**20, 1)
+
+
+def sections(results):
+    """(title, header, rows, notes) per part of the run."""
+    phases = results.get("phases", {})
+    out = []
+
+    runs = []
+    for phase, key, what in (("converge", "fresh", "site.yml, fresh lab (2 app hosts)"),
+                             ("converge", "noop", "site.yml, no-op rerun (2 app hosts)"),
+                             ("converge", "noop_mitogen", "site.yml, no-op rerun (2 app hosts)"),
+                             ("scale", "scale_out", "site.yml, 4 fresh app hosts join (6 app hosts)"),
+                             ("scale", "noop_6_app_mitogen", "site.yml, no-op rerun (6 app hosts)")):
+        run = phases.get(phase, {}).get(key)
+        if run:
+            runs.append([what, run["strategy"], run["hosts"], run["tasks"], run["task_results"], run["changed"],
+                         run["failed"], fmt(run["wall_s"]), fmt(run["s_per_task"]), fmt(run["s_per_task_per_host"])])
+    if runs:
+        notes = []
+        converge, scale = phases.get("converge", {}), phases.get("scale", {})
+        if converge.get("noop_mitogen_vs_default") is not None:
+            notes.append("Mitogen / default strategy, no-op rerun with 2 app hosts: wall time "
+                         f"x{fmt(converge['noop_mitogen_vs_default'])}")
+        if scale.get("noop_6_app_mitogen") and converge.get("noop_mitogen"):
+            six, two = scale["noop_6_app_mitogen"], converge["noop_mitogen"]
+            notes.append(f"6 / 2 app hosts, no-op rerun (Mitogen both): wall time x{fmt(round(six['wall_s'] / two['wall_s'], 2))}, "
+                         f"hosts x{fmt(round(six['hosts'] / two['hosts'], 2))}, "
+                         f"task results x{fmt(round(six['task_results'] / two['task_results'], 2))}")
+        out.append(("Converge (ansible-playbook wall time; tasks = tasks started, from profile_tasks; task results = "
+                    "per host ok+skipped+failed, from the recap)",
+                    ["run", "strategy", "hosts", "tasks", "task results", "changed", "failed", "wall s", "s/task",
+                     "s/task/host"], runs, notes))
+        for key, what in (("fresh", "fresh converge"), ("noop", "no-op rerun")):
+            run = converge.get(key)
+            if run and run.get("top_tasks"):
+                out.append((f"Slowest tasks, {what} (profile_tasks, seconds of wall time per task)", ["task", "s"],
+                            [[t["task"], fmt(t["s"])] for t in run["top_tasks"][:8]], []))
+
+    load = phases.get("load", {})
+    rows = []
+    for key, what in (("lb_health", "/health via load balancer (HTTPS)"),
+                      ("lb_static", "static asset via load balancer (HTTPS)"),
+                      ("lb_api", "API, PostgreSQL through Redis, via load balancer (HTTPS)"),
+                      ("direct_health", "/health at one app host (HTTP)"),
+                      ("direct_api", "API at one app host (HTTP)")):
+        run = load.get(key)
+        if run:
+            lat = run["latency_ms"]
+            rows.append([what, run["users"], fmt(run["target_rate_rps"]), fmt(run["achieved_rate_rps"]), run["completed"],
+                         fmt(lat["p50"]), fmt(lat["p95"]), fmt(lat["p99"]), fmt(lat["max"]), run["non_2xx"], run["errors"]])
+    if rows:
+        setup = load.get("setup", {})
+        notes = [f"Client: {setup.get('client')} (a lab container), {setup.get('users')} users with one keep-alive connection "
+                 f"each, one request per {fmt(setup.get('interval_s'))} s each, {fmt(setup.get('duration_s'))} s of arrivals; "
+                 f"through the load balancer from {setup.get('client_addresses')} client addresses (its per-address limits on). "
+                 "Latency from each request's scheduled time (open model, coordinated omission corrected)."]
+        for what in ("health", "api"):
+            cost = load.get(f"proxy_cost_{what}")
+            if cost:
+                notes.append(f"Proxy cost, {what}: load balancer / direct latency p50 x{fmt(cost['p50'])}, "
+                             f"p95 x{fmt(cost['p95'])}, p99 x{fmt(cost['p99'])}")
+        target = load.get("target")
+        if target:
+            notes.append(f"Plan target ({target['what']}): p95 {fmt(target['p95_ms'])} ms, {target['errors']} errors "
+                         f"with {target['users']} users: met = {fmt(target['met'])}")
+        out.append(("Load (open model; latency in ms)",
+                    ["endpoint", "users", "rate rps", "achieved rps", "completed", "p50", "p95", "p99", "max",
+                     "non-2xx", "errors"], rows, notes))
+
+    deploy = phases.get("deploy", {})
+    rows = []
+    for key, run in deploy.items():
+        if isinstance(run, dict) and "load" in run:
+            lat = run["load"]["latency_ms"]
+            rows.append([run["version"], fmt(run["deploy_wall_s"]), fmt(run["load"]["target_rate_rps"]),
+                         run["load"]["sent"], run["status_5xx"], run["failed_requests"], run["load"]["non_2xx"],
+                         fmt(lat["p95"]), fmt(lat["p99"]), fmt(lat["max"])])
+    if rows:
+        out.append(("Rolling deploy of the 2 app hosts under load (playbooks/deploy.yml; load: API and /health via "
+                    "the load balancer, 100 users)",
+                    ["to version", "deploy s", "rate rps", "requests", "5xx", "failed", "non-2xx", "p95 ms", "p99 ms",
+                     "max ms"], rows, []))
+
+    backup = phases.get("backup", {})
+    if backup.get("compression"):
+        pgbench = backup.get("pgbench", {})
+        rows = []
+        for ctype, f in backup["compression"].items():
+            rows.append([ctype, fmt(f["full_s"]), fmt(f["full_mb_per_s"]), fmt(mib(f["full"]["repo_bytes"])),
+                         fmt(f["full_ratio"]), fmt(f["full_time_vs_gz"]), fmt(f["full_size_vs_gz"]), fmt(f["incr_s"]),
+                         fmt(mib(f["incr"]["repo_bytes"]))])
+        notes = [f"Database: pgbench scale {pgbench.get('scale')}, {fmt(mib(pgbench.get('db_bytes')))} MiB "
+                 f"(generated in {fmt(pgbench.get('init_s'))} s; WAL archive caught up {fmt(pgbench.get('archive_catch_up_s'))} s later). "
+                 "Incremental after 20000 pgbench transactions. repo1 (posix, encrypted), process-max 2, backup from the replica."]
+        verify = backup.get("verify")
+        if verify:
+            notes.append(f"Verification restore of {verify['label']} (teamflow.platform.pgbackrest_verify): restore "
+                         f"{fmt(verify['restore_s'])} s + start and recovery {fmt(verify['start_s'])} s = "
+                         f"{fmt(verify['duration_s'])} s (recovery time); pgbench_accounts rows {verify['query']}")
+        rpo = backup.get("recovery_point")
+        if rpo:
+            notes.append(f"Recovery point: a commit every 0.2 s for {fmt(rpo['writes_s'])} s, primary killed (SIGKILL) "
+                         f"{fmt(rpo['killed_after_last_commit_s'])} s after the last acknowledged commit, restored from repo1: "
+                         f"{fmt(rpo['lost_s'])} s of committed work lost ({rpo['commits_lost']} of "
+                         f"{rpo['commits_acknowledged']} commits; archive_timeout {rpo['archive_timeout_s']} s); "
+                         f"target < {rpo['target_s']} s met = {fmt(rpo['met'])}; restore took {fmt(rpo['restore_duration_s'])} s")
+        out.append(("Backup (pgBackRest, per compression type; times in s, sizes in MiB)",
+                    ["compression", "full s", "full MiB/s", "full repo MiB", "repo/db", "time vs gz", "size vs gz",
+                     "incr s", "incr repo MiB"], rows, notes))
+
+    timing = [[name, fmt(p.get("phase_s"))] for name, p in phases.items()]
+    timing.append(["total", fmt(results.get("total_s"))])
+    out.append(("Phases (seconds)", ["phase", "s"], timing,
+                [f"{name} FAILED: {msg}" for name, msg in results.get("errors", {}).items()]))
+    return out
+
+
+def header(results):
+    m = results.get("machine", {})
+    return (f"Benchmarks of {results.get('date')} on {m.get('cpus')} CPUs, {m.get('memory_gib')} GiB, "
+            f"{m.get('os')} (kernel {m.get('kernel')}), commit {m.get('commit')}")
+
+
+def text_table(results):
+    lines = [header(results), ""]
+    for title, head, rows, notes in sections(results):
+        widths = [max(len(str(c)) for c in col) for col in zip(head, *rows)]
+        lines.append(title)
+        lines.append("  ".join(str(h).ljust(w) for h, w in zip(head, widths)))
+        lines.append("  ".join("-" * w for w in widths))
+        lines += ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)) for row in rows]
+        lines += [f"  {n}" for n in notes]
+        lines.append("")
+    return "\n".join(lines)
+
+
+table = text_table
+
+
+def markdown(results):
+    lines = [f"_{header(results)}; `make bench`, figures from `benchmarks/results/latest.json`._", ""]
+    for title, head, rows, notes in sections(results):
+        lines.append(f"**{title}**")
+        lines.append("")
+        lines.append("| " + " | ".join(map(str, head)) + " |")
+        lines.append("|" + "|".join("---" for _ in head) + "|")
+        lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+        if notes:
+            lines.append("")
+            lines += [f"- {n}" for n in notes]
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("file", nargs="?", default=str(DEFAULT))
+    parser.add_argument("--markdown", action="store_true")
+    parser.add_argument("--readme", help="rewrite this file's figures between the bench markers")
+    args = parser.parse_args(argv)
+    results = json.loads(Path(args.file).read_text())
+    if args.readme:
+        path = Path(args.readme)
+        text = path.read_text()
+        if BEGIN not in text or END not in text:
+            print(f"{path} has no {BEGIN} ... {END} section", file=sys.stderr)
+            return 2
+        before, rest = text.split(BEGIN, 1)
+        after = rest.split(END, 1)[1]
+        path.write_text(before + BEGIN + "\n" + markdown(results) + END + after)
+        return 0
+    print(markdown(results) if args.markdown else text_table(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""The benchmark tools' own logic (benchmarks/): the load client against a real
+server on loopback, the parsing of ansible-playbook's output, the report, and
+the README's figures being the report of the committed results.
+
+`make bench` itself runs on the lab and asserts nothing about speed: its
+numbers are a report (benchmarks/results/), not a test.
+"""
+
+import http.server
+import json
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench  # noqa: E402
+import report  # noqa: E402
+import userload  # noqa: E402
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture()
+def server():
+    """An HTTP/1.1 keep-alive server on loopback: /slow stalls its first request 1 s, /fail answers 503."""
+    stalled = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self):
+            if self.path == "/slow" and not stalled.is_set():
+                stalled.set()
+                time.sleep(1)
+            body = b"ok"
+            self.send_response(503 if self.path == "/fail" else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+def load(tmp_path, *argv):
+    out = tmp_path / "out.json"
+    assert userload.main([*argv, "--out", str(out)]) == 0
+    return json.loads(out.read_text())
+
+
+def test_percentiles_are_nearest_rank():
+    values = list(range(1, 101))
+    assert [userload.percentile(values, q) for q in (50, 95, 99, 100)] == [50, 95, 99, 100]
+    assert userload.percentile([7], 99) == 7
+    assert userload.percentile([], 50) is None
+
+
+def test_users_keep_one_connection_each_at_the_arrival_rate(server, tmp_path):
+    result = load(tmp_path, "--url", server + "/", "--users", "10", "--interval", "0.5", "--duration", "2")
+    assert result["target_rate_rps"] == 20
+    assert result["sent"] == result["completed"] == 40
+    assert result["by_status"] == {"200": 40}
+    assert result["errors"] == result["non_2xx"] == 0
+    assert result["max_open_connections"] == 10
+
+
+def test_a_stall_counts_against_the_requests_that_waited_for_it(server, tmp_path):
+    # one user, a request every 0.1 s; the first stalls 1 s: the ~9 requests due meanwhile
+    # are late by up to a second, which a closed-loop client would not report
+    result = load(tmp_path, "--url", server + "/slow", "--users", "1", "--interval", "0.1", "--duration", "2")
+    assert result["completed"] == 20
+    assert result["latency_ms"]["max"] >= 1000
+    assert result["latency_ms"]["p50"] >= 100
+    assert result["service_time_ms"]["p50"] < 100
+
+
+def test_errors_and_status_codes_are_counted(server, tmp_path):
+    result = load(tmp_path, "--url", server + "/fail", "--url", "http://127.0.0.1:9/", "--users", "2",
+                  "--interval", "0.5", "--duration", "1", "--timeout", "2")
+    assert result["by_status"] == {"503": 2}
+    assert result["non_2xx"] == 2
+    assert result["errors"] == 2 and result["error_kinds"] == {"ConnectionRefusedError": 2}
+
+
+PLAYBOOK_OUTPUT = """
+PLAY RECAP *********************************************************************
+tf-app1                    : ok=120  changed=3    unreachable=0    failed=0    skipped=40   rescued=0    ignored=1
+tf-web1                    : ok=80   changed=0    unreachable=0    failed=0    skipped=10   rescued=0    ignored=0
+
+Thursday 26 November 2026  19:40:01 +0000 (0:00:01.100)       0:05:00.000 *****
+===============================================================================
+teamflow.platform.common : Install the base packages ------------------- 45.12s
+teamflow.platform.app : Install the release ---------------------------- 30.50s
+Gathering Facts --------------------------------------------------------- 2.00s
+"""
+
+
+def test_playbook_output_gives_recap_and_task_times():
+    hosts, tasks = bench.parse_run(PLAYBOOK_OUTPUT)
+    assert hosts["tf-app1"] == {"ok": 120, "changed": 3, "unreachable": 0, "failed": 0, "skipped": 40,
+                                "rescued": 0, "ignored": 1}
+    assert tasks == [("teamflow.platform.common : Install the base packages", 45.12),
+                     ("teamflow.platform.app : Install the release", 30.5), ("Gathering Facts", 2.0)]
+
+
+def sample_results():
+    run = {"strategy": "linear", "hosts": 7, "tasks": 300, "task_results": 1400, "changed": 0, "failed": 0, "wall_s": 140.0,
+           "s_per_task": 0.467, "s_per_task_per_host": 0.1, "top_tasks": [{"task": "a : b", "s": 9.5}]}
+    latency = {"p50": 10.0, "p95": 40.0, "p99": 80.0, "max": 120.0}
+    load_run = {"users": 1000, "target_rate_rps": 200.0, "achieved_rate_rps": 199.1, "completed": 8000, "sent": 8000,
+                "latency_ms": latency, "non_2xx": 0, "errors": 0, "by_status": {"200": 8000}}
+    machine = {"cpus": 2, "memory_gib": 23.5, "os": "Debian", "kernel": "6", "commit": "abc"}
+    return {"date": "2026-11-26 19:00 UTC", "machine": machine,
+            "phases": {"converge": {"fresh": run, "noop": run, "noop_mitogen": dict(run, wall_s=70.0, strategy="mitogen_linear"),
+                                    "noop_mitogen_vs_default": 0.5, "phase_s": 400.0},
+                       "load": {"lb_api": load_run, "direct_api": load_run, "phase_s": 300.0,
+                                "target": {"what": "API p95", "users": 1000, "p95_ms": 40.0, "errors": 0, "met": True}}},
+            "errors": {}, "total_s": 700.0}
+
+
+def test_the_report_shows_every_figure_with_its_unit():
+    text = report.text_table(sample_results())
+    assert "mitogen_linear" in text
+    assert "Mitogen / default strategy, no-op rerun with 2 app hosts: wall time x0.50" in text
+    assert "met = yes" in text and "latency in ms" in text and "wall s" in text
+    markdown = report.markdown(sample_results())
+    assert markdown.startswith("_Benchmarks of 2026-11-26 19:00 UTC on 2 CPUs")
+    assert "| API, PostgreSQL through Redis, via load balancer (HTTPS) | 1000 | 200.0 |" in markdown
+
+
+def test_the_readme_section_is_replaced_between_the_markers(tmp_path):
+    results = tmp_path / "r.json"
+    results.write_text(json.dumps(sample_results()))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{report.BEGIN}\nold figures\n{report.END}\nrest\n")
+    assert report.main(["--readme", str(readme), str(results)]) == 0
+    text = readme.read_text()
+    assert "old figures" not in text and text.startswith("intro\n") and text.endswith(f"{report.END}\nrest\n")
+    assert report.markdown(sample_results()) in text
+
+
+def test_the_readme_figures_are_the_report_of_the_committed_results():
+    latest = ROOT / "benchmarks" / "results" / "latest.json"
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split(report.BEGIN, 1)[1].split(report.END, 1)[0]
+    assert section.strip() == report.markdown(json.loads(latest.read_text())).strip(), \
+        "README's benchmark figures differ from benchmarks/results/latest.json: run benchmarks/report.py --readme README.md"
