@@ -14,9 +14,10 @@ Runs on the lab (molecule scenario `site`, inventories/lab), from scratch:
   scale     four more app hosts join (site.yml), the no-op rerun with six app hosts
             (both with Mitogen, compared with the Mitogen no-op of two); they stay
 
-Writes benchmarks/results/<UTC time>.json and latest.json, prints the table
-(benchmarks/report.py), and exits non-zero when a phase failed (the figures of
-the others are still written). Logs of every command: benchmarks/results/logs/.
+Writes benchmarks/results/<UTC time>.json (and latest.json after a complete run
+without errors), prints the table (benchmarks/report.py), and exits non-zero when
+a phase failed (the figures of the others are still written). Logs of every
+command: benchmarks/results/logs/.
 
     benchmarks/bench.py [--phases converge,load] [--pgbench-scale 150] [--users 1000]
 """
@@ -52,6 +53,11 @@ PG_UNIT = "postgresql@15-main"
 STANZA = "teamflow"
 
 
+def first_json(text):
+    """The first JSON object in a command's output (warnings may come before or after it)."""
+    return json.JSONDecoder().raw_decode(text[text.index("{"):])[0]
+
+
 def log_path(label):
     LOGS.mkdir(parents=True, exist_ok=True)
     return LOGS / f"{label}.log"
@@ -72,13 +78,14 @@ def sh(cmd, label=None, check=True, env=None, timeout=None):
         with open(log, "a", encoding="utf-8") as handle:
             handle.write(f"\n# rc {proc.returncode}, {seconds:.1f} s\n")
     else:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
+        # stdout alone (what callers parse), stderr for the error message
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
         seconds = time.monotonic() - began
         output = proc.stdout
     if check and proc.returncode != 0:
         raise RuntimeError(f"{shlex.join(map(str, cmd))} failed (rc {proc.returncode}); "
-                           f"{'see ' + str(log_path(label)) if label else output[-2000:]}")
+                           f"{'see ' + str(log_path(label)) if label else (output + proc.stderr)[-2000:]}")
     return proc.returncode, output, seconds
 
 
@@ -101,7 +108,7 @@ def ansible_env(**extra):
 
 RECAP = re.compile(r"^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)"
                    r"\s+rescued=(\d+)\s+ignored=(\d+)", re.M)
-PROFILE = re.compile(r"^(.+?) -{3,} (\d+\.\d+)s$", re.M)
+PROFILE = re.compile(r"^(.+?) -+ (\d+\.\d+)s$", re.M)
 
 
 def parse_run(text):
@@ -227,7 +234,7 @@ def userload(label, urls, users, interval, duration, sources=(), background=Fals
         sh(["docker", "exec", "-d", CLIENT, *cmd])
         return None
     rc, text, _ = sh(["docker", "exec", CLIENT, *cmd], label=f"load-{label}", check=True, timeout=duration + 300)
-    return json.loads(text[text.index("{"):])
+    return first_json(text)
 
 
 def api_note_urls(base, count):
@@ -365,7 +372,7 @@ def verify(label, queries, check_archive=True):
     env = ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
     rc, text, seconds = sh(["ansible", "-i", str(LAB_INVENTORY), PRIMARY, "-b", "-m", "teamflow.platform.pgbackrest_verify",
                             "-a", module_args], label=label, check=False, env=env)
-    result = json.loads(text[text.index("{"):])["plays"][0]["tasks"][0]["hosts"][PRIMARY]
+    result = first_json(text)["plays"][0]["tasks"][0]["hosts"][PRIMARY]
     if rc != 0:
         raise RuntimeError("verification failed: %s" % result.get("msg"))
     return result, round(seconds, 1)
@@ -493,9 +500,15 @@ def main(argv=None):
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     text = json.dumps(results, indent=2) + "\n"
-    (RESULTS / (started.strftime("%Y%m%dT%H%M%SZ") + ".json")).write_text(text)
-    (RESULTS / "latest.json").write_text(text)
+    dated = RESULTS / (started.strftime("%Y%m%dT%H%M%SZ") + ".json")
+    dated.write_text(text)
     print(report.table(results))
+    # latest.json (and so the README's figures) is the newest complete run
+    if phases == list(PHASES) and not results["errors"]:
+        (RESULTS / "latest.json").write_text(text)
+        print(f"bench: wrote {dated.relative_to(ROOT)} and latest.json; README figures: benchmarks/report.py --readme README.md")
+    else:
+        print(f"bench: wrote {dated.relative_to(ROOT)} (not a complete run: latest.json unchanged)")
     return 1 if results["errors"] else 0
 
 

@@ -101,6 +101,7 @@ Thursday 26 November 2026  19:40:01 +0000 (0:00:01.100)       0:05:00.000 *****
 ===============================================================================
 teamflow.platform.common : Install the base packages ------------------- 45.12s
 teamflow.platform.app : Install the release ---------------------------- 30.50s
+teamflow.platform.hardening : Install the firewall, SSH, audit, upgrade and audit-tool packages - 115.45s
 Gathering Facts --------------------------------------------------------- 2.00s
 """
 
@@ -110,7 +111,14 @@ def test_playbook_output_gives_recap_and_task_times():
     assert hosts["tf-app1"] == {"ok": 120, "changed": 3, "unreachable": 0, "failed": 0, "skipped": 40,
                                 "rescued": 0, "ignored": 1}
     assert tasks == [("teamflow.platform.common : Install the base packages", 45.12),
-                     ("teamflow.platform.app : Install the release", 30.5), ("Gathering Facts", 2.0)]
+                     ("teamflow.platform.app : Install the release", 30.5),
+                     # a name too long for profile_tasks' padding keeps one dash
+                     ("teamflow.platform.hardening : Install the firewall, SSH, audit, upgrade and audit-tool packages", 115.45),
+                     ("Gathering Facts", 2.0)]
+
+
+def test_the_first_json_object_is_found_among_warnings():
+    assert bench.first_json('[WARNING]: x\n{"a": {"b": 1}}\n[WARNING]: y {z}\n') == {"a": {"b": 1}}
 
 
 def sample_results():
