@@ -303,6 +303,7 @@ def deploy_under_load(label, version, ids, sources):
     urls = [f"{lb}/api/v1/notes/{i}" for i in ids[:20]] + [f"{lb}/health"]
     userload(label, urls, 100, 2, 1800, sources=sources, background=True, stop_file=stop)
     time.sleep(5)
+    text = ""
     try:
         run = playbook(label, "deploy.yml", extra=("-e", f"app_version={version}"))
     finally:
@@ -313,6 +314,8 @@ def deploy_under_load(label, version, ids, sources):
             if rc == 0 and text.strip().endswith("}"):
                 break
             time.sleep(1)
+    if not text.strip().endswith("}"):
+        raise RuntimeError(f"the load during the deploy to {version} wrote no result (/root/{label}.json on {CLIENT})")
     load = json.loads(text)
     return {"version": version, "deploy_wall_s": run["wall_s"], "deploy_tasks": run["tasks"],
             "load": load, "failed_requests": load["errors"],
