@@ -49,7 +49,6 @@ SCALE_INVENTORY = ROOT / "benchmarks" / "inventory" / "six-app-hosts.yml"
 PHASES = ("lab", "converge", "load", "deploy", "backup", "scale")
 CLIENT = "tf-mon1"          # in the monitoring group: the firewall lets it reach the app port too
 WEB, APP, PRIMARY = "tf-web1", "tf-app1", "tf-db1"
-PG_UNIT = "postgresql@15-main"
 STANZA = "teamflow"
 
 
@@ -418,11 +417,12 @@ def phase_backup(args, out):
     out["verify"] = {"label": result["restore"]["label"], "restore_s": result["restore"]["restore_seconds"],
                      "start_s": result["restore"]["start_seconds"], "duration_s": result["restore"]["duration_seconds"],
                      "wall_s": seconds, "query": result["queries"][0]["actual"]}
-    out["recovery_point"] = recovery_point(args)
+    # Debian's unit of the cluster the lab runs (15 on bookworm, 17 on trixie)
+    out["recovery_point"] = recovery_point(args, f"postgresql@{version}-main")
     psql("DROP DATABASE IF EXISTS bench", database="postgres")
 
 
-def recovery_point(args):
+def recovery_point(args, unit):
     """Commit a row every 0.2 s, kill the primary hard, restore from the repository: seconds lost."""
     psql("CREATE TABLE rpo (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp())")
     dexec(PRIMARY, "rm -f /root/rpo.log /root/rpo.stop")
@@ -432,7 +432,7 @@ def recovery_point(args):
     sh(["docker", "exec", "-d", PRIMARY, "bash", "-c", writer])
     archive_timeout = int(psql("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'"))
     time.sleep(args.rpo_write_seconds)
-    dexec(PRIMARY, f"systemctl kill --signal=SIGKILL {PG_UNIT}")
+    dexec(PRIMARY, f"systemctl kill --signal=SIGKILL {unit}")
     killed = time.time()
     time.sleep(1)
     dexec(PRIMARY, "touch /root/rpo.stop")
@@ -442,7 +442,7 @@ def recovery_point(args):
             {"name": "newest row", "database": "bench", "sql": "SELECT extract(epoch FROM max(ts)) FROM rpo"}],
             check_archive=False)
     finally:
-        dexec(PRIMARY, f"systemctl start {PG_UNIT}")
+        dexec(PRIMARY, f"systemctl start {unit}")
     restored = float(result["queries"][0]["actual"])
     lost = [ts for ts in acknowledged if ts > restored]
     return {"archive_timeout_s": archive_timeout, "writes_s": args.rpo_write_seconds, "commits_acknowledged": len(acknowledged),
