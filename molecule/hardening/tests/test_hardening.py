@@ -174,6 +174,19 @@ def test_the_system_settings_are_in_place(host):
     assert server.service("fail2ban").is_running
 
 
+def test_only_root_may_run_the_compilers_that_exist(host):
+    # prepare.yml installs binutils on hd-app: /usr/bin/as, a link; gcc, cc, g++ and c++
+    # are missing there, and the role passes over them
+    server = scenario_host("hd-app")
+    assembler = server.check_output("readlink -e /usr/bin/as")
+    target = server.file(assembler)
+    assert (target.user, target.group, target.mode) == ("root", "root", 0o750)
+    # dpkg-statoverride --list prints the mode without its leading 0
+    assert f"root root 750 {assembler}" in server.check_output("dpkg-statoverride --list").splitlines()
+    assert server.run("runuser -u nobody -- %s --version", assembler).rc != 0
+    assert server.run("%s --version", assembler).rc == 0
+
+
 def test_the_audit_rules_watch_users_sudoers_ssh_and_the_releases(host):
     rules = scenario_host("hd-app").file("/etc/audit/rules.d/90-teamflow-hardening.rules").content_string
     for line in ("-w /etc/passwd -p wa -k identity", "-w /etc/sudoers.d -p wa -k sudoers",
