@@ -8,6 +8,7 @@ the tail of its log in the assertion.
 import os
 import pathlib
 import subprocess
+import time
 
 import pytest
 
@@ -47,6 +48,7 @@ def run(argv, log_name, cwd=ROOT, env=None, timeout=3600):
     full_env.setdefault("ANSIBLE_FORCE_COLOR", "0")
     full_env["PY_COLORS"] = "0"
     full_env.update(env or {})
+    began = time.monotonic()
     with open(log, "w", encoding="utf-8") as out:
         out.write(f"$ {' '.join(str(a) for a in argv)}   (in {cwd})\n")
         out.flush()
@@ -60,7 +62,12 @@ def run(argv, log_name, cwd=ROOT, env=None, timeout=3600):
             timeout=timeout,
             check=False,
         )
-    return proc.returncode, log.read_text(encoding="utf-8", errors="replace")
+    output = log.read_text(encoding="utf-8", errors="replace")
+    # in the log only (callers parse the output): how long it took, what MINUTES in
+    # test_molecule.py is kept from
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(f"\n# exit {proc.returncode} after {time.monotonic() - began:.0f} s\n")
+    return proc.returncode, output
 
 
 def tail(text, lines=60):
