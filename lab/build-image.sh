@@ -74,6 +74,13 @@ install -m 0755 "$here/image/apt-proxy-detect" "$root/usr/local/sbin/teamflow-la
 echo 'Acquire::http::Proxy-Auto-Detect "/usr/local/sbin/teamflow-lab-apt-proxy";' \
   >"$root/etc/apt/apt.conf.d/01teamflow-lab-proxy"
 
+# Root's Python keeps the bytecode of what it compiles from zip files (Ansible's
+# module payloads): lab/image/teamflow_lab_bytecode.py says why and how.
+site_packages=$(chroot "$root" python3 -c 'import site; print(site.getsitepackages()[0])')
+install -d -m 0755 "$root$site_packages" "$root/etc/teamflow-lab"
+install -m 0644 "$here/image/teamflow_lab_bytecode.py" "$root$site_packages/teamflow_lab_bytecode.py"
+echo 'import teamflow_lab_bytecode' >"$root$site_packages/teamflow_lab_bytecode.pth"
+
 # A container boots systemd without a console, udev or a real disk.
 for unit in getty@tty1.service console-getty.service systemd-remount-fs.service \
   systemd-udevd.service systemd-udev-trigger.service systemd-firstboot.service; do
