@@ -5,7 +5,7 @@ __pycache__, but compiles a module it imports from a zip file anew each time.
 Ansible sends every module run to its host as a zip (AnsiballZ), so each run
 compiles ansible.module_utils again: about 100 ms of the 150 ms of CPU a no-op
 module run costs a lab host (measured on the lab's bookworm image). The lab's
-hosts are containers on one machine, and make test runs tens of thousands of
+hosts are containers on one machine, and make test runs many thousands of
 module runs on them.
 
 This keeps the code objects zipimport compiles in CACHE, one file per source,
