@@ -34,7 +34,7 @@ def bytecode(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     monkeypatch.undo()
-    assert not getattr(zipimport._compile_source, "teamflow_lab_bytecode", False)
+    assert zipimport._compile_source.__name__ == "_compile_source"
     return module
 
 
@@ -106,5 +106,15 @@ def test_it_installs_for_root_only_and_not_when_turned_off(bytecode, monkeypatch
     monkeypatch.setattr("os.geteuid", lambda: euid)
     monkeypatch.setattr("os.path.exists", lambda path: off and path == bytecode.OFF)
     assert bytecode.install() is installed
-    assert getattr(zipimport._compile_source, "teamflow_lab_bytecode", False) is installed
+    assert (zipimport._compile_source.__name__ == "compile_cached") is installed
     assert bytecode.install() is False  # never twice
+
+
+def test_it_leaves_a_zipimport_it_does_not_know_alone(bytecode, monkeypatch):
+    """A Python whose zipimport compiles with other arguments (or not in _compile_source) goes without."""
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setattr("os.path.exists", lambda path: False)
+    monkeypatch.setattr(zipimport, "_compile_source", lambda pathname, source, module: None)
+    assert bytecode.install() is False
+    monkeypatch.delattr(zipimport, "_compile_source")
+    assert bytecode.install() is False

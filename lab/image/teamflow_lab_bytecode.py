@@ -67,7 +67,10 @@ def caching(compile_source, cache):
 def install():
     """Cache zipimport's compilations in this process (root's, unless OFF exists)."""
     original = getattr(zipimport, "_compile_source", None)
-    if original is None or getattr(original, "teamflow_lab_bytecode", False):
+    # (pathname, source) up to Python 3.13 at least; a Python that changed it goes without
+    if getattr(getattr(original, "__code__", None), "co_argcount", None) != 2:
+        return False
+    if getattr(original, "teamflow_lab_bytecode", False):
         return False
     if os.geteuid() != 0 or os.path.exists(OFF):
         return False
