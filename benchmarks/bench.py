@@ -127,6 +127,16 @@ def mitogen_strategy_path():
     return str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
 
 
+def inventory_hosts(inventories):
+    """The names of the hosts of these inventories (all of them together)."""
+    _, out, _ = sh(["ansible-inventory", *sum((["-i", str(i)] for i in inventories), []), "--list"],
+                   env=ansible_env())
+    listing = json.loads(out)
+    # a host without variables is only in its groups' lists, not in _meta's hostvars
+    return sorted(set(listing["_meta"]["hostvars"]).union(
+        *(group.get("hosts", []) for name, group in listing.items() if name != "_meta")))
+
+
 def playbook(label, name, inventories=(LAB_INVENTORY,), extra=(), mitogen=False, isolation=None):
     """Run a playbook with profile_tasks; its wall time, task counts and slowest tasks.
 
@@ -138,9 +148,7 @@ def playbook(label, name, inventories=(LAB_INVENTORY,), extra=(), mitogen=False,
     if mitogen:
         # Mitogen replaces connection plugins it knows by their short name: the lab's
         # community.docker.docker becomes `docker` (host variables beat group_vars/all)
-        _, out, _ = sh(["ansible-inventory", *sum((["-i", str(i)] for i in inventories), []), "--list"],
-                       env=ansible_env())
-        names = sorted(json.loads(out)["_meta"]["hostvars"])
+        names = inventory_hosts(inventories)
         overlay = LOGS / f"{label}-inventory.json"
         hostvars = {"ansible_connection": "docker", **({"mitogen_task_isolation": isolation} if isolation else {})}
         overlay.write_text(json.dumps({"all": {"hosts": {h: hostvars for h in names}}}))
@@ -178,11 +186,8 @@ def bytecode_cache_off(inventory):
     module run cheaper than on a real host (lab/image/teamflow_lab_bytecode.py). The
     bench measures hosts without it, so its figures are those of real hosts.
     """
-    listing = sh(["ansible", "all", "-i", str(inventory), "--list-hosts"],
-                 env=dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg")))[1]
-    for host in re.findall(r"^\s+(\S+)$", listing.split("\n", 1)[1], re.M):
-        dexec(host, "mkdir -p /etc/teamflow-lab && touch /etc/teamflow-lab/bytecode-cache-off",
-              label=f"bytecode-cache-off-{host}")
+    for host in inventory_hosts([inventory]):
+        dexec(host, "touch /etc/teamflow-lab/bytecode-cache-off", label=f"bytecode-cache-off-{host}")
 
 
 def molecule(action, label):
