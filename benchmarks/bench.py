@@ -50,6 +50,7 @@ PHASES = ("lab", "converge", "load", "deploy", "backup", "scale")
 CLIENT = "tf-mon1"          # in the monitoring group: the firewall lets it reach the app port too
 WEB, APP, PRIMARY = "tf-web1", "tf-app1", "tf-db1"
 STANZA = "teamflow"
+INCR_TRANSACTIONS = 20000   # pgbench transactions (2 clients) before each incremental backup
 
 
 def first_json(text):
@@ -127,11 +128,13 @@ def mitogen_strategy_path():
     return str(Path(ansible_mitogen.__file__).parent / "plugins" / "strategy")
 
 
-def inventory_hosts(inventories):
-    """The names of the hosts of these inventories (all of them together)."""
+def inventory_hosts(inventories, only_group=None):
+    """The names of the hosts of these inventories (all of them together), or of one group (its own hosts)."""
     _, out, _ = sh(["ansible-inventory", *sum((["-i", str(i)] for i in inventories), []), "--list"],
                    env=ansible_env())
     listing = json.loads(out)
+    if only_group:
+        return sorted(listing.get(only_group, {}).get("hosts", []))
     # a host without variables is only in its groups' lists, not in _meta's hostvars
     return sorted(set(listing["_meta"]["hostvars"]).union(
         *(group.get("hosts", []) for name, group in listing.items() if name != "_meta")))
@@ -342,7 +345,8 @@ def deploy_under_load(label, version, ids, sources):
     if not text.strip().endswith("}"):
         raise RuntimeError(f"the load during the deploy to {version} wrote no result (/root/{label}.json on {CLIENT})")
     load = json.loads(text)
-    return {"version": version, "deploy_wall_s": run["wall_s"], "deploy_tasks": run["tasks"],
+    return {"version": version, "app_hosts": len(inventory_hosts([LAB_INVENTORY], "app")),
+            "deploy_wall_s": run["wall_s"], "deploy_tasks": run["tasks"],
             "load": load, "failed_requests": load["errors"],
             "status_5xx": sum(n for code, n in load["by_status"].items() if code.startswith("5"))}
 
@@ -406,6 +410,22 @@ def verify(label, queries, check_archive=True):
     return result, round(seconds, 1)
 
 
+def backup_setup():
+    """What the backups ran with: the primary's pgbackrest.conf (the [global] options the report names)."""
+    _, text, _ = dexec(PRIMARY, "cat /etc/pgbackrest/pgbackrest.conf")
+    conf, section = {}, None
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("["):
+            section = line.strip("[]")
+        elif section == "global" and "=" in line and not line.startswith("#"):
+            key, value = line.split("=", 1)
+            conf[key] = value
+    return {"repo1_type": conf.get("repo1-type"), "repo1_cipher_type": conf.get("repo1-cipher-type", "none"),
+            "process_max": int(conf.get("process-max", 1)), "backup_standby": conf.get("backup-standby") == "y",
+            "incr_after_transactions": INCR_TRANSACTIONS}
+
+
 def phase_backup(args, out):
     version = dexec(PRIMARY, "ls /usr/lib/postgresql | sort -n | tail -1")[1].strip()
     pgbench = f"/usr/lib/postgresql/{version}/bin/pgbench"
@@ -416,6 +436,7 @@ def phase_backup(args, out):
     out["pgbench"] = {"scale": args.pgbench_scale, "init_s": round(seconds, 1),
                       "db_bytes": int(psql("SELECT pg_database_size('bench')")),
                       "archive_catch_up_s": wait_for_archive()}
+    out["setup"] = backup_setup()
     out["compression"] = {}
     for ctype in ("gz", "lz4", "zst"):
         figures = {}
@@ -423,8 +444,9 @@ def phase_backup(args, out):
                                    label=f"backup-full-{ctype}")
         figures["full_s"] = round(seconds, 1)
         figures["full"] = backup_info(newest_backup())
-        # the same amount of change before every incremental: 20000 pgbench transactions
-        dexec(PRIMARY, f"runuser -u postgres -- {pgbench} -n -c 2 -t 10000 bench", label=f"backup-pgbench-{ctype}")
+        # the same amount of change before every incremental
+        dexec(PRIMARY, f"runuser -u postgres -- {pgbench} -n -c 2 -t {INCR_TRANSACTIONS // 2} bench",
+              label=f"backup-pgbench-{ctype}")
         _, _, seconds = pgbackrest("--repo=1", "--type=incr", f"--compress-type={ctype}", "backup",
                                    label=f"backup-incr-{ctype}")
         figures["incr_s"] = round(seconds, 1)

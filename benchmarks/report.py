@@ -32,6 +32,16 @@ def mib(value):
     return None if value is None else round(value / 2**20, 1)
 
 
+def backup_setup_note(setup):
+    """What the backups ran with, as the bench read it from the primary's pgbackrest.conf."""
+    if not setup:  # a result from before the bench recorded it
+        return ""
+    cipher = setup["repo1_cipher_type"]
+    return (f"Incremental after {setup['incr_after_transactions']} pgbench transactions. repo1 ({setup['repo1_type']}, "
+            f"{'encrypted, ' + cipher if cipher != 'none' else 'not encrypted'}), process-max {setup['process_max']}, "
+            f"backup from {'the replica (backup-standby)' if setup['backup_standby'] else 'the primary'}.")
+
+
 def sections(results):
     """(title, header, rows, notes) per part of the run."""
     phases = results.get("phases", {})
@@ -108,8 +118,10 @@ def sections(results):
                          run["load"]["sent"], run["status_5xx"], run["failed_requests"], run["load"]["non_2xx"],
                          fmt(lat["p95"]), fmt(lat["p99"]), fmt(lat["max"])])
     if rows:
-        out.append(("Rolling deploy of the 2 app hosts under load (playbooks/deploy.yml; load: API and /health via "
-                    "the load balancer, 100 users)",
+        users = sorted({run["load"]["users"] for run in deploy.values() if isinstance(run, dict) and "load" in run})
+        hosts = sorted({run["app_hosts"] for run in deploy.values() if isinstance(run, dict) and "app_hosts" in run})
+        out.append((f"Rolling deploy of {'/'.join(map(str, hosts)) or 'the'} app hosts under load "
+                    f"(playbooks/deploy.yml; load: API and /health via the load balancer, {'/'.join(map(str, users))} users)",
                     ["to version", "deploy s", "rate rps", "requests", "5xx", "failed", "non-2xx", "p95 ms", "p99 ms",
                      "max ms"], rows, []))
 
@@ -123,7 +135,7 @@ def sections(results):
                          fmt(mib(f["incr"]["repo_bytes"]))])
         notes = [f"Database: pgbench scale {pgbench.get('scale')}, {fmt(mib(pgbench.get('db_bytes')))} MiB "
                  f"(generated in {fmt(pgbench.get('init_s'))} s; WAL archive caught up {fmt(pgbench.get('archive_catch_up_s'))} s later). "
-                 "Incremental after 20000 pgbench transactions. repo1 (posix, encrypted), process-max 2, backup from the replica."]
+                 + backup_setup_note(backup.get("setup"))]
         verify = backup.get("verify")
         if verify:
             notes.append(f"Verification restore of {verify['label']} (teamflow.platform.pgbackrest_verify): restore "
