@@ -23,6 +23,7 @@ command: benchmarks/results/logs/.
 """
 
 import argparse
+import configparser
 import contextlib
 import datetime
 import ipaddress
@@ -412,15 +413,9 @@ def verify(label, queries, check_archive=True):
 
 def backup_setup():
     """What the backups ran with: the primary's pgbackrest.conf (the [global] options the report names)."""
-    _, text, _ = dexec(PRIMARY, "cat /etc/pgbackrest/pgbackrest.conf")
-    conf, section = {}, None
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("["):
-            section = line.strip("[]")
-        elif section == "global" and "=" in line and not line.startswith("#"):
-            key, value = line.split("=", 1)
-            conf[key] = value
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(dexec(PRIMARY, "cat /etc/pgbackrest/pgbackrest.conf")[1])
+    conf = parser["global"]
     return {"repo1_type": conf.get("repo1-type"), "repo1_cipher_type": conf.get("repo1-cipher-type", "none"),
             "process_max": int(conf.get("process-max", 1)), "backup_standby": conf.get("backup-standby") == "y",
             "incr_after_transactions": INCR_TRANSACTIONS}
