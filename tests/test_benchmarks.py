@@ -146,6 +146,17 @@ def test_the_report_shows_every_figure_with_its_unit():
     assert "| API, PostgreSQL through Redis, via load balancer (HTTPS) | 1000 | 200.0 |" in markdown
 
 
+def test_the_backup_note_says_what_the_bench_read_not_a_fixed_text():
+    setup = {"repo1_type": "posix", "repo1_cipher_type": "aes-256-cbc", "process_max": 2, "backup_standby": False,
+             "incr_after_transactions": 20000}
+    assert report.backup_setup_note(setup) == ("Incremental after 20000 pgbench transactions. repo1 (posix, encrypted, "
+                                               "aes-256-cbc), process-max 2, backup from the primary.")
+    other = dict(setup, repo1_cipher_type="none", process_max=4, backup_standby=True, incr_after_transactions=500)
+    assert report.backup_setup_note(other) == ("Incremental after 500 pgbench transactions. repo1 (posix, not "
+                                               "encrypted), process-max 4, backup from the replica (backup-standby).")
+    assert report.backup_setup_note(None) == ""  # results from before the bench recorded it
+
+
 def test_the_readme_section_is_replaced_between_the_markers(tmp_path):
     results = tmp_path / "r.json"
     results.write_text(json.dumps(sample_results()))
