@@ -141,11 +141,10 @@ def inventory_hosts(inventories, only_group=None):
         *(group.get("hosts", []) for name, group in listing.items() if name != "_meta")))
 
 
-def playbook(label, name, inventories=(LAB_INVENTORY,), extra=(), mitogen=False, isolation=None):
+def playbook(label, name, inventories=(LAB_INVENTORY,), extra=(), mitogen=False):
     """Run a playbook with profile_tasks; its wall time, task counts and slowest tasks.
 
-    With `mitogen`, under Mitogen's strategy; `isolation` is its mitogen_task_isolation
-    (`fork`: every task in a fresh child of the host's interpreter)."""
+    With `mitogen`, under Mitogen's strategy (its default, in-process task isolation)."""
     inventories = list(inventories)
     env = ansible_env(ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
                       PROFILE_TASKS_TASK_OUTPUT_LIMIT="100000", PROFILE_TASKS_SORT_ORDER="descending")
@@ -154,8 +153,7 @@ def playbook(label, name, inventories=(LAB_INVENTORY,), extra=(), mitogen=False,
         # community.docker.docker becomes `docker` (host variables beat group_vars/all)
         names = inventory_hosts(inventories)
         overlay = LOGS / f"{label}-inventory.json"
-        hostvars = {"ansible_connection": "docker", **({"mitogen_task_isolation": isolation} if isolation else {})}
-        overlay.write_text(json.dumps({"all": {"hosts": {h: hostvars for h in names}}}))
+        overlay.write_text(json.dumps({"all": {"hosts": {h: {"ansible_connection": "docker"} for h in names}}}))
         inventories.append(overlay)
         env.update(ANSIBLE_STRATEGY_PLUGINS=mitogen_strategy_path(), ANSIBLE_STRATEGY="mitogen_linear")
     cmd = ["ansible-playbook", *sum((["-i", str(i)] for i in inventories), []), str(ROOT / "playbooks" / name), *extra]
@@ -163,7 +161,7 @@ def playbook(label, name, inventories=(LAB_INVENTORY,), extra=(), mitogen=False,
     hosts, tasks = parse_run(out)
     results = sum(h["ok"] + h["failed"] + h["skipped"] + h["ignored"] for h in hosts.values())
     figures = {
-        "playbook": name, "strategy": ("mitogen_linear" + (f" ({isolation})" if isolation else "")) if mitogen else "linear",
+        "playbook": name, "strategy": "mitogen_linear" if mitogen else "linear",
         "rc": rc, "wall_s": round(seconds, 1), "hosts": len(hosts), "tasks": len(tasks),
         "task_results": results,
         "changed": sum(h["changed"] for h in hosts.values()),
@@ -221,15 +219,14 @@ def phase_scale(args, out):
     # last, so the other phases run on the lab as inventories/lab describes it; the
     # extra hosts stay until `make lab-destroy` (or the next `make bench`) removes them.
     # Both runs are under Mitogen, to stay inside the bench's time; the no-op with 6 app
-    # hosts is compared with Mitogen's no-op with 2. The join forks a fresh child of the
-    # host's interpreter for every task (mitogen_task_isolation=fork): in Mitogen's
-    # default, in-process mode, node_exporter's certificate tasks on the fresh hosts
-    # failed to import the python3-cryptography an earlier task of the run installed.
+    # hosts is compared with Mitogen's no-op with 2. The join runs in Mitogen's default,
+    # in-process mode: common installs python3-cryptography before any task looks for it
+    # (README, Mitogen).
     both = (LAB_INVENTORY, SCALE_INVENTORY)
     sh(["ansible-playbook", "-i", str(SCALE_INVENTORY), str(ROOT / "benchmarks" / "scale-hosts.yml"),
         "-e", "bench_scale_state=started"], label="scale-hosts-start", env=ansible_env())
     bytecode_cache_off(SCALE_INVENTORY)
-    out["scale_out"] = playbook("scale-out", "site.yml", inventories=both, mitogen=True, isolation="fork")
+    out["scale_out"] = playbook("scale-out", "site.yml", inventories=both, mitogen=True)
     out["noop_6_app_mitogen"] = playbook("scale-noop-mitogen", "site.yml", inventories=both, mitogen=True)
 
 
@@ -474,7 +471,10 @@ def recovery_point(args, unit):
               "sleep 0.2; done")
     sh(["docker", "exec", "-d", PRIMARY, "bash", "-c", writer])
     archive_timeout = int(psql("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'"))
-    time.sleep(args.rpo_write_seconds)
+    # commits for longer than one archive_timeout, so at least one timed WAL switch
+    # falls inside them (the kill lands anywhere in the archive cycle either way)
+    writes = args.rpo_write_seconds or 1.5 * archive_timeout
+    time.sleep(writes)
     dexec(PRIMARY, f"systemctl kill --signal=SIGKILL {unit}")
     killed = time.time()
     time.sleep(1)
@@ -488,7 +488,7 @@ def recovery_point(args, unit):
         dexec(PRIMARY, f"systemctl start {unit}")
     restored = float(result["queries"][0]["actual"])
     lost = [ts for ts in acknowledged if ts > restored]
-    return {"archive_timeout_s": archive_timeout, "writes_s": args.rpo_write_seconds, "commits_acknowledged": len(acknowledged),
+    return {"archive_timeout_s": archive_timeout, "writes_s": writes, "commits_acknowledged": len(acknowledged),
             "commits_lost": len(lost), "lost_s": round(max(acknowledged) - restored, 1),
             "killed_after_last_commit_s": round(killed - max(acknowledged), 1),
             "restore_duration_s": result["restore"]["duration_seconds"], "wall_s": seconds, "target_s": 60,
@@ -518,7 +518,8 @@ def main(argv=None):
     parser.add_argument("--sources", type=int, default=40, help="load: client addresses the users come from")
     parser.add_argument("--deploy-version", default="1.1.0", help="deploy: the release to deploy (and back)")
     parser.add_argument("--pgbench-scale", type=int, default=150, help="backup: pgbench scale (15 MB each)")
-    parser.add_argument("--rpo-write-seconds", type=float, default=75, help="backup: seconds of commits before the kill")
+    parser.add_argument("--rpo-write-seconds", type=float, help="backup: seconds of commits before the kill "
+                        "(default: 1.5 x the primary's archive_timeout)")
     args = parser.parse_args(argv)
     phases = [p for p in args.phases.split(",") if p]
     unknown = set(phases) - set(PHASES)
