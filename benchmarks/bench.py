@@ -472,8 +472,9 @@ def recovery_point(args, unit):
     sh(["docker", "exec", "-d", PRIMARY, "bash", "-c", writer])
     archive_timeout = int(psql("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'"))
     # commits for longer than one archive_timeout, so at least one timed WAL switch
-    # falls inside them (the kill lands anywhere in the archive cycle either way)
-    writes = args.rpo_write_seconds or 1.5 * archive_timeout
+    # falls inside them (the kill lands anywhere in the archive cycle either way);
+    # a minute when the timeout is off (0)
+    writes = args.rpo_write_seconds or 1.5 * archive_timeout or 60
     time.sleep(writes)
     dexec(PRIMARY, f"systemctl kill --signal=SIGKILL {unit}")
     killed = time.time()
@@ -519,7 +520,7 @@ def main(argv=None):
     parser.add_argument("--deploy-version", default="1.1.0", help="deploy: the release to deploy (and back)")
     parser.add_argument("--pgbench-scale", type=int, default=150, help="backup: pgbench scale (15 MB each)")
     parser.add_argument("--rpo-write-seconds", type=float, help="backup: seconds of commits before the kill "
-                        "(default: 1.5 x the primary's archive_timeout)")
+                        "(default: 1.5 x the primary's archive_timeout, 60 when it is 0)")
     args = parser.parse_args(argv)
     phases = [p for p in args.phases.split(",") if p]
     unknown = set(phases) - set(PHASES)

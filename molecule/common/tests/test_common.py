@@ -7,7 +7,8 @@ import pytest
 testinfra_hosts = ["ansible://all"]
 
 
-@pytest.mark.parametrize("package", ["ca-certificates", "curl", "jq", "locales", "tzdata", "chrony", "dbus"])
+@pytest.mark.parametrize("package", ["ca-certificates", "curl", "jq", "locales", "tzdata", "chrony", "dbus",
+                                     "python3-cryptography"])
 def test_package_is_installed(host, package):
     assert host.package(package).is_installed
 
