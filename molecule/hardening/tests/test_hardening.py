@@ -172,6 +172,12 @@ def test_the_system_settings_are_in_place(host):
     assert "install usb-storage /bin/true" in server.file("/etc/modprobe.d/teamflow-hardening.conf").content_string
     assert server.check_output("apt-config dump Unattended-Upgrade::Origins-Pattern").count("Debian-Security") >= 2
     assert server.service("fail2ban").is_running
+    # the file tasks behind a one-run read of the current modes (tasks/system.yml)
+    for path, mode in (("/etc/crontab", 0o600), ("/etc/cron.d", 0o700), ("/etc/cron.daily", 0o700),
+                       ("/etc/ssh/sshd_config", 0o600), ("/etc/login.defs", 0o644)):
+        target = server.file(path)
+        assert (target.user, target.group, target.mode) == ("root", "root", mode), path
+    assert server.file("/etc/security/pwquality.conf.d").is_directory
 
 
 def test_only_root_may_run_the_compilers_that_exist(host):
