@@ -8,7 +8,8 @@ Runs on the lab (molecule scenario `site`, inventories/lab), from scratch:
   load      open-model load from tf-mon1: 1000 users on keep-alive connections at the
             load balancer (/health, a static asset, the API reading PostgreSQL through
             Redis) and the same straight at one app host
-  deploy    rolling deploys of the app tier (1.0.0 -> 1.1.0 -> 1.0.0) under steady load
+  deploy    a rolling deploy of the app tier (1.0.0 -> 1.1.0), then rollback.yml (back to
+            1.0.0), each under steady load
   backup    pgbench database of a few GB: full and incremental backups per compression
             type, the verification restore, the recovery point after a hard kill
   scale     four more app hosts join (site.yml), the no-op rerun with six app hosts
@@ -322,7 +323,8 @@ def run_load(args, out, sources):
     }
 
 
-def deploy_under_load(label, version, ids, sources):
+def deploy_under_load(label, version, ids, sources, playbook_name="deploy.yml"):
+    """Run deploy.yml to VERSION (or rollback.yml, which goes back to it) under steady load."""
     lb = f"https://{WEB}"
     stop = f"/root/{label}.stop"
     dexec(CLIENT, f"rm -f {stop} /root/{label}.json")
@@ -331,7 +333,7 @@ def deploy_under_load(label, version, ids, sources):
     time.sleep(5)
     text = ""
     try:
-        run = playbook(label, "deploy.yml", extra=("-e", f"app_version={version}"))
+        run = playbook(label, playbook_name, extra=("-e", f"app_version={version}") if playbook_name == "deploy.yml" else ())
     finally:
         time.sleep(5)
         dexec(CLIENT, f"touch {stop}")
@@ -343,7 +345,7 @@ def deploy_under_load(label, version, ids, sources):
     if not text.strip().endswith("}"):
         raise RuntimeError(f"the load during the deploy to {version} wrote no result (/root/{label}.json on {CLIENT})")
     load = json.loads(text)
-    return {"version": version, "app_hosts": len(inventory_hosts([LAB_INVENTORY], "app")),
+    return {"playbook": playbook_name, "version": version, "app_hosts": len(inventory_hosts([LAB_INVENTORY], "app")),
             "deploy_wall_s": run["wall_s"], "deploy_tasks": run["tasks"],
             "load": load, "failed_requests": load["errors"],
             "status_5xx": sum(n for code, n in load["by_status"].items() if code.startswith("5"))}
@@ -356,8 +358,14 @@ def phase_deploy(args, out):
     lab_version = json.loads(text)["app_version"]
     with client_sources(args.sources) as sources:
         out[f"to_{args.deploy_version}"] = deploy_under_load("deploy-new", args.deploy_version, ids, sources)
-        # back to the lab's release: the lab stays what inventories/lab says
-        out[f"back_to_{lab_version}"] = deploy_under_load("deploy-back", lab_version, ids, sources)
+        # rollback.yml: each host back to the release before (the lab's), the way an
+        # operator undoes a deploy; the lab stays what inventories/lab says
+        out[f"rollback_to_{lab_version}"] = deploy_under_load("deploy-rollback", lab_version, ids, sources,
+                                                              playbook_name="rollback.yml")
+    for host in inventory_hosts([LAB_INVENTORY], "app"):
+        _, text, _ = dexec(CLIENT, f"python3 -c \"import urllib.request as u; print(u.urlopen('http://{host}:8000/health').read().decode())\"")
+        if json.loads(text)["version"] != lab_version:
+            raise RuntimeError(f"{host} runs {json.loads(text)['version']} after rollback.yml, not {lab_version}")
 
 
 def psql(sql, database="bench", label=None, check=True):
@@ -517,7 +525,7 @@ def main(argv=None):
     parser.add_argument("--interval", type=float, default=5, help="load: seconds between one user's requests")
     parser.add_argument("--duration", type=float, default=30, help="load: seconds of arrivals per run")
     parser.add_argument("--sources", type=int, default=40, help="load: client addresses the users come from")
-    parser.add_argument("--deploy-version", default="1.1.0", help="deploy: the release to deploy (and back)")
+    parser.add_argument("--deploy-version", default="1.1.0", help="deploy: the release to deploy (then rolled back)")
     parser.add_argument("--pgbench-scale", type=int, default=150, help="backup: pgbench scale (15 MB each)")
     parser.add_argument("--rpo-write-seconds", type=float, help="backup: seconds of commits before the kill "
                         "(default: 1.5 x the primary's archive_timeout, 60 when it is 0)")

@@ -114,15 +114,16 @@ def sections(results):
     for key, run in deploy.items():
         if isinstance(run, dict) and "load" in run:
             lat = run["load"]["latency_ms"]
-            rows.append([run["version"], fmt(run["deploy_wall_s"]), fmt(run["load"]["target_rate_rps"]),
+            rows.append([run.get("playbook", "deploy.yml"), run["version"], fmt(run["deploy_wall_s"]),
+                         fmt(run["load"]["target_rate_rps"]),
                          run["load"]["sent"], run["status_5xx"], run["failed_requests"], run["load"]["non_2xx"],
                          fmt(lat["p95"]), fmt(lat["p99"]), fmt(lat["max"])])
     if rows:
         users = sorted({run["load"]["users"] for run in deploy.values() if isinstance(run, dict) and "load" in run})
         hosts = sorted({run["app_hosts"] for run in deploy.values() if isinstance(run, dict) and "app_hosts" in run})
-        out.append((f"Rolling deploy of {'/'.join(map(str, hosts)) or 'the'} app hosts under load "
-                    f"(playbooks/deploy.yml; load: API and /health via the load balancer, {'/'.join(map(str, users))} users)",
-                    ["to version", "deploy s", "rate rps", "requests", "5xx", "failed", "non-2xx", "p95 ms", "p99 ms",
+        out.append((f"Rolling deploy and rollback of {'/'.join(map(str, hosts)) or 'the'} app hosts under load "
+                    f"(load: API and /health via the load balancer, {'/'.join(map(str, users))} users)",
+                    ["playbook", "to version", "wall s", "rate rps", "requests", "5xx", "failed", "non-2xx", "p95 ms", "p99 ms",
                      "max ms"], rows, []))
 
     backup = phases.get("backup", {})

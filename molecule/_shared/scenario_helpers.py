@@ -1,6 +1,6 @@
 """Helpers the scenarios' testinfra tests share (pytest.ini puts this directory on sys.path).
 
-    from scenario_helpers import ansible_playbook, scenario_host
+    from scenario_helpers import ansible_playbook, scenario_host, task_outcomes
 """
 
 import os
@@ -31,6 +31,35 @@ def ansible_playbook(playbook, *extra, env=None):
         ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), *extra],
         capture_output=True, text=True, env=environment, check=False,
     )
+
+
+def task_outcomes(playbook, *extra):
+    """Run a playbook (as ansible_playbook does) and say what each task did on each host.
+
+    Returns the CompletedProcess and {task name (without its role): {host: outcome}}, where outcome is
+    "changed", "ok", "skipped" or "failed"; for a loop, a list of them, item by item.
+    A task that ran in several plays keeps its last outcome.
+    """
+    import json
+
+    run = ansible_playbook(playbook, *extra, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    report = json.JSONDecoder().raw_decode(run.stdout[run.stdout.index("{"):])[0]
+
+    def outcome(result):
+        if result.get("failed") or result.get("unreachable"):
+            return "failed"
+        if result.get("skipped"):
+            return "skipped"
+        return "changed" if result.get("changed") else "ok"
+
+    outcomes = {}
+    for play in report["plays"]:
+        for task in play["tasks"]:
+            for name, result in task["hosts"].items():
+                items = result.get("results")
+                outcomes.setdefault(task["task"]["name"].split(" : ", 1)[-1], {})[name] = (
+                    [outcome(item) for item in items] if isinstance(items, list) and items else outcome(result))
+    return run, outcomes
 
 
 _PROMETHEUS_GET = """

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from scenario_helpers import PROJECT, task_outcomes
 
 testinfra_hosts = ["ansible://all"]
 
@@ -80,3 +81,28 @@ def test_journald_retention(host):
     # journald runs with it: the journal is on disk, not only in /run
     assert host.file("/var/log/journal").is_directory
     assert host.run("journalctl --header -q | grep -q 'File path: /var/log/journal'").rc == 0
+
+
+# --- a rerun reads the files once: what is in place is skipped, what drifted is put back --
+
+def test_a_rerun_skips_the_files_in_place_and_puts_back_what_drifted(host):
+    # last in the file: it runs the role again
+    host.check_output("echo '# drift' >> /etc/default/chrony && chmod 0600 /etc/default/locale"
+                      " && chown nobody /etc/systemd/journald.conf.d && rm /etc/apt/apt.conf.d/60teamflow-policy")
+    run, outcomes = task_outcomes(PROJECT / "molecule" / "common" / "converge.yml")
+    assert run.returncode == 0, run.stdout[-4000:]
+    did = {task: hosts["common-debian12"] for task, hosts in outcomes.items() if "common-debian12" in hosts}
+    for task in ("Set apt's policy for Recommends and Suggests", "Set the system locale to en_GB.UTF-8",
+                 "Set chronyd's options", "Create journald's drop-in directory"):
+        assert did[task] == "changed", (task, did)
+    # a read that found them as the tasks would write them: no module ran for these
+    for task in ("Keep the legacy /etc/timezone in step", "Write the host name to /etc/hostname in the container",
+                 "Configure chrony", "Create chrony's drop-in directory",
+                 "Let chronyd run without CAP_SYS_TIME when it does not set the clock",
+                 "Bound journald's storage and retention"):
+        assert did[task] == "skipped", (task, did)
+    assert not host.file("/etc/default/chrony").contains("# drift")
+    assert host.file("/etc/default/locale").mode == 0o644
+    assert host.file("/etc/systemd/journald.conf.d").user == "root"
+    assert host.file("/etc/apt/apt.conf.d/60teamflow-policy").contains('APT::Install-Recommends "false";')
+    assert host.service("chrony").is_running

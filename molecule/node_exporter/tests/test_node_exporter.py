@@ -6,7 +6,7 @@ scenario's network, as Prometheus would.
 
 
 import pytest
-from scenario_helpers import scenario_host
+from scenario_helpers import PROJECT, scenario_host, task_outcomes, wait_for
 
 testinfra_hosts = ["ansible://ne-client"]
 
@@ -111,3 +111,27 @@ def test_the_flags_reach_the_process(server):
     cmdline = server.check_output(f"tr '\\0' ' ' < /proc/{pid}/cmdline")
     assert "--web.config.file=/etc/prometheus/node-exporter/web.yml" in cmdline
     assert "--collector.systemd" in cmdline
+
+
+def test_a_rerun_skips_the_files_in_place_and_puts_back_what_drifted(host, server, cacert):
+    # last in the file: it runs the roles again on the node_exporter host
+    server.check_output("chmod 0600 /etc/default/prometheus-node-exporter && chmod 0700 /etc/prometheus/node-exporter"
+                        " && echo '# drift' >> /usr/local/bin/node-exporter-textfile"
+                        " && rm /etc/systemd/system/prometheus-node-exporter.service.d/60-teamflow-hardening.conf")
+    run, outcomes = task_outcomes(PROJECT / "molecule" / "node_exporter" / "converge.yml", "--limit", "node-exporter")
+    assert run.returncode == 0, run.stdout[-4000:]
+    did = {task: hosts["node-exporter"] for task, hosts in outcomes.items() if "node-exporter" in hosts}
+    for task in ("Set node_exporter's flags", "Create node_exporter's configuration directory",
+                 "Install the atomic textfile writer", "Sandbox the node_exporter unit"):
+        assert did[task] == "changed", (task, did)
+    # found as the tasks would write them: no module ran for these
+    for task in ("Write the web configuration (TLS and basic auth)", "Create the unit's drop-in directory"):
+        assert did[task] == "skipped", (task, did)
+    assert server.file("/etc/default/prometheus-node-exporter").mode == 0o644
+    assert server.file("/etc/prometheus/node-exporter").mode == 0o750
+    assert not server.file("/usr/local/bin/node-exporter-textfile").contains("# drift")
+    assert server.file("/etc/systemd/system/prometheus-node-exporter.service.d/60-teamflow-hardening.conf").exists
+    # restarted with the sandbox back, and scraped as before
+    assert server.check_output("systemctl show -p ProtectSystem --value prometheus-node-exporter") == "strict"
+    scraped = wait_for(lambda: curl(host, "--cacert", cacert, "-u", f"{USER}:{PASSWORD}", URL)[0] == "200", 30)
+    assert scraped
