@@ -308,7 +308,7 @@ def run_load(args, out, sources):
         # stay on); straight at the app host from the client's own (no limits there)
         out[name] = userload(name, urls, args.users, args.interval, args.duration,
                              sources=sources if name.startswith("lb_") else ())
-        time.sleep(3)
+        time.sleep(1)  # the client has closed its connections; new ones come from fresh ports
     for what in ("health", "api"):
         lb_run, direct_run = out[f"lb_{what}"], out[f"direct_{what}"]
         out[f"proxy_cost_{what}"] = {
@@ -330,12 +330,12 @@ def deploy_under_load(label, version, ids, sources, playbook_name="deploy.yml"):
     dexec(CLIENT, f"rm -f {stop} /root/{label}.json")
     urls = [f"{lb}/api/v1/notes/{i}" for i in ids[:20]] + [f"{lb}/health"]
     userload(label, urls, 100, 2, 1800, sources=sources, background=True, stop_file=stop)
-    time.sleep(5)
+    time.sleep(3)  # every user has sent its first request (one per 2 s each) before the playbook starts
     text = ""
     try:
         run = playbook(label, playbook_name, extra=("-e", f"app_version={version}") if playbook_name == "deploy.yml" else ())
     finally:
-        time.sleep(5)
+        time.sleep(3)
         dexec(CLIENT, f"touch {stop}")
         for _ in range(60):
             rc, text, _ = dexec(CLIENT, f"cat /root/{label}.json", check=False)
@@ -482,7 +482,7 @@ def recovery_point(args, unit):
     # commits for longer than one archive_timeout, so at least one timed WAL switch
     # falls inside them (the kill lands anywhere in the archive cycle either way);
     # a minute when the timeout is off (0)
-    writes = args.rpo_write_seconds or 1.5 * archive_timeout or 60
+    writes = args.rpo_write_seconds or 1.2 * archive_timeout or 60
     time.sleep(writes)
     dexec(PRIMARY, f"systemctl kill --signal=SIGKILL {unit}")
     killed = time.time()
@@ -523,12 +523,13 @@ def main(argv=None):
     parser.add_argument("--phases", default=",".join(PHASES), help="comma-separated, of: " + ", ".join(PHASES))
     parser.add_argument("--users", type=int, default=1000, help="load: concurrent users (one connection each)")
     parser.add_argument("--interval", type=float, default=5, help="load: seconds between one user's requests")
-    parser.add_argument("--duration", type=float, default=30, help="load: seconds of arrivals per run")
+    parser.add_argument("--duration", type=float, default=20, help="load: seconds of arrivals per run "
+                        "(4 requests per user at the default interval: 4000 per endpoint)")
     parser.add_argument("--sources", type=int, default=40, help="load: client addresses the users come from")
     parser.add_argument("--deploy-version", default="1.1.0", help="deploy: the release to deploy (then rolled back)")
     parser.add_argument("--pgbench-scale", type=int, default=150, help="backup: pgbench scale (15 MB each)")
     parser.add_argument("--rpo-write-seconds", type=float, help="backup: seconds of commits before the kill "
-                        "(default: 1.5 x the primary's archive_timeout, 60 when it is 0)")
+                        "(default: 1.2 x the primary's archive_timeout, 60 when it is 0)")
     args = parser.parse_args(argv)
     phases = [p for p in args.phases.split(",") if p]
     unknown = set(phases) - set(PHASES)
