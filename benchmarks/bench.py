@@ -264,6 +264,11 @@ def userload(label, urls, users, interval, duration, sources=(), background=Fals
     return first_json(text)
 
 
+def client_get(url):
+    """The body of a GET of URL from the load client (which reaches the app hosts and the load balancer)."""
+    return dexec(CLIENT, f"python3 -c \"import urllib.request as u; print(u.urlopen('{url}').read().decode())\"")[1]
+
+
 def api_note_urls(base, count):
     """Create `count` notes at `base`, read each once (so Redis has it); their ids."""
     script = f"""
@@ -291,7 +296,7 @@ def run_load(args, out, sources):
     lb, direct = f"https://{WEB}", f"http://{APP}:8000"
     # setup straight at the app host: the load balancer would rate-limit one client's burst
     ids = api_note_urls(direct, 100)
-    _, index, _ = dexec(CLIENT, f"python3 -c \"import urllib.request as u; print(u.urlopen('{lb}/').read().decode())\"")
+    index = client_get(f"{lb}/")
     asset = re.search(r'src="(/assets/[^"]+\.js)"', index).group(1)
     out["setup"] = {"client": CLIENT, "client_addresses": len(sources), "users": args.users,
                     "interval_s": args.interval, "duration_s": args.duration, "api_notes": len(ids),
@@ -323,8 +328,8 @@ def run_load(args, out, sources):
     }
 
 
-def deploy_under_load(label, version, ids, sources, playbook_name="deploy.yml"):
-    """Run deploy.yml to VERSION (or rollback.yml, which goes back to it) under steady load."""
+def deploy_under_load(label, version, ids, sources, playbook_name, extra=()):
+    """Run PLAYBOOK_NAME (deploy.yml to VERSION, or rollback.yml, which goes back to it) under steady load."""
     lb = f"https://{WEB}"
     stop = f"/root/{label}.stop"
     dexec(CLIENT, f"rm -f {stop} /root/{label}.json")
@@ -333,7 +338,7 @@ def deploy_under_load(label, version, ids, sources, playbook_name="deploy.yml"):
     time.sleep(3)  # every user has sent its first request (one per 2 s each) before the playbook starts
     text = ""
     try:
-        run = playbook(label, playbook_name, extra=("-e", f"app_version={version}") if playbook_name == "deploy.yml" else ())
+        run = playbook(label, playbook_name, extra=extra)
     finally:
         time.sleep(3)
         dexec(CLIENT, f"touch {stop}")
@@ -357,15 +362,15 @@ def phase_deploy(args, out):
     _, text, _ = sh(["ansible-inventory", "-i", str(LAB_INVENTORY), "--host", APP], env=ansible_env())
     lab_version = json.loads(text)["app_version"]
     with client_sources(args.sources) as sources:
-        out[f"to_{args.deploy_version}"] = deploy_under_load("deploy-new", args.deploy_version, ids, sources)
+        out[f"to_{args.deploy_version}"] = deploy_under_load("deploy-new", args.deploy_version, ids, sources, "deploy.yml",
+                                                             extra=("-e", f"app_version={args.deploy_version}"))
         # rollback.yml: each host back to the release before (the lab's), the way an
         # operator undoes a deploy; the lab stays what inventories/lab says
-        out[f"rollback_to_{lab_version}"] = deploy_under_load("deploy-rollback", lab_version, ids, sources,
-                                                              playbook_name="rollback.yml")
+        out[f"rollback_to_{lab_version}"] = deploy_under_load("deploy-rollback", lab_version, ids, sources, "rollback.yml")
     for host in inventory_hosts([LAB_INVENTORY], "app"):
-        _, text, _ = dexec(CLIENT, f"python3 -c \"import urllib.request as u; print(u.urlopen('http://{host}:8000/health').read().decode())\"")
-        if json.loads(text)["version"] != lab_version:
-            raise RuntimeError(f"{host} runs {json.loads(text)['version']} after rollback.yml, not {lab_version}")
+        running = json.loads(client_get(f"http://{host}:8000/health"))["version"]
+        if running != lab_version:
+            raise RuntimeError(f"{host} runs {running} after rollback.yml, not {lab_version}")
 
 
 def psql(sql, database="bench", label=None, check=True):
