@@ -21,7 +21,7 @@ SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.y
 # "checks": the static and unit tests). A scenario not listed counts as DEFAULT_MINUTES.
 MINUTES = {
     "checks": 2, "site": 32, "hardening": 17.5, "app": 11, "monitoring": 10, "nginx": 5.5,
-    "pgbackrest": 5.5, "postgresql": 5, "node_exporter": 4.5, "certbot": 4, "backup_verify": 3,
+    "pgbackrest": 5.5, "pki": 4.5, "postgresql": 5, "node_exporter": 4.5, "certbot": 4, "backup_verify": 3,
     "redis": 1.5, "common": 1.5,
 }
 DEFAULT_MINUTES = 6

@@ -21,9 +21,9 @@ def server():
 
 @pytest.fixture(scope="module")
 def cacert(host, server):
-    """The server's self-signed certificate, copied to the client as its trust anchor."""
-    pem = server.file("/etc/prometheus/node-exporter/tls.crt").content_string
-    assert "BEGIN CERTIFICATE" in pem
+    """The internal CA's trust bundle (role pki) on the server, copied to the client as its trust anchor."""
+    pem = server.file("/etc/teamflow/pki/ca.crt").content_string
+    assert pem.count("BEGIN CERTIFICATE") == 1
     host.run_expect([0], "printf '%%s' %s > /tmp/node-exporter-ca.pem", pem)
     return "/tmp/node-exporter-ca.pem"
 
@@ -46,7 +46,10 @@ def test_a_password_with_a_colon_works(host, cacert):
     assert code == "200"
 
 
-def test_the_certificate_verifies_for_the_host_name(host, cacert):
+def test_the_certificate_verifies_for_the_host_name(host, server, cacert):
+    issuer = ("from cryptography import x509; print(x509.load_pem_x509_certificate("
+              "open('/etc/teamflow/pki/node-exporter.crt', 'rb').read()).issuer.rfc4514_string())")
+    assert server.check_output("python3 -c %s", issuer) == "CN=TeamFlow internal CA teamflow"
     # --cacert without -k: the name node-exporter is in the certificate
     out = host.run("curl -sS --cacert %s -o /dev/null -w '%%{ssl_verify_result}' -u %s %s", cacert, f"{USER}:{PASSWORD}", URL)
     assert out.rc == 0, out.stderr
@@ -102,8 +105,10 @@ def test_secrets_are_not_readable_by_others(server):
     assert web.mode == 0o640 and web.user == "root" and web.group == "prometheus"
     assert "molecule-scrape-password" not in web.content_string
     assert "$2b$" in web.content_string
-    key = server.file("/etc/prometheus/node-exporter/tls.key")
+    key = server.file("/etc/teamflow/pki/node-exporter.key")
     assert key.mode == 0o640 and key.group == "prometheus"
+    # the CA's key is on the CA's host only (here the node_exporter host itself)
+    assert server.file("/etc/teamflow/pki-ca/teamflow.key").mode == 0o600
 
 
 def test_the_flags_reach_the_process(server):
@@ -113,7 +118,7 @@ def test_the_flags_reach_the_process(server):
     assert "--collector.systemd" in cmdline
 
 
-def test_a_rerun_skips_the_files_in_place_and_puts_back_what_drifted(host, server, cacert):
+def test_a_rerun_puts_back_what_drifted_and_leaves_the_rest(host, server, cacert):
     # last in the file: it runs the roles again on the node_exporter host
     server.check_output("chmod 0600 /etc/default/prometheus-node-exporter && chmod 0700 /etc/prometheus/node-exporter"
                         " && echo '# drift' >> /usr/local/bin/node-exporter-textfile"
@@ -124,9 +129,9 @@ def test_a_rerun_skips_the_files_in_place_and_puts_back_what_drifted(host, serve
     for task in ("Set node_exporter's flags", "Create node_exporter's configuration directory",
                  "Install the atomic textfile writer", "Sandbox the node_exporter unit"):
         assert did[task] == "changed", (task, did)
-    # found as the tasks would write them: no module ran for these
+    # in place already: the module ran and changed nothing
     for task in ("Write the web configuration (TLS and basic auth)", "Create the unit's drop-in directory"):
-        assert did[task] == "skipped", (task, did)
+        assert did[task] == "ok", (task, did)
     assert server.file("/etc/default/prometheus-node-exporter").mode == 0o644
     assert server.file("/etc/prometheus/node-exporter").mode == 0o750
     assert not server.file("/usr/local/bin/node-exporter-textfile").contains("# drift")

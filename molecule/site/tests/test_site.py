@@ -155,13 +155,12 @@ except urllib.error.HTTPError as error:
 def test_node_exporter_answers_the_monitoring_host_on_every_host_over_tls_with_basic_auth(host, secrets, name):
     """Prometheus' view: from tf-mon1 (the firewall opens 9100 to the monitoring tier only)."""
     monitor = scenario_host("tf-mon1")
-    pem = scenario_host(name).file("/etc/prometheus/node-exporter/tls.crt").content_string
-    monitor.run_expect([0], "printf '%%s' %s > /tmp/ne-%s.pem", pem, name)
+    # every host's certificate is the internal CA's (role pki, on tf-mon1); the bundle verifies it by name
+    bundle = "/etc/teamflow/pki/ca.crt"
     url = f"https://{name}:9100/metrics"
     password = secrets["vault_node_exporter_prometheus_password"]
-    assert monitor.check_output("python3 -c %s %s %s %s", SCRAPE, url, f"/tmp/ne-{name}.pem",
-                                f"prometheus:{password}") == "200 True"
-    assert monitor.check_output("python3 -c %s %s %s ''", SCRAPE, url, f"/tmp/ne-{name}.pem") == "401 False"
+    assert monitor.check_output("python3 -c %s %s %s %s", SCRAPE, url, bundle, f"prometheus:{password}") == "200 True"
+    assert monitor.check_output("python3 -c %s %s %s ''", SCRAPE, url, bundle) == "401 False"
 
 
 # --- the monitoring tier (role prometheus) ------------------------------------------------------
