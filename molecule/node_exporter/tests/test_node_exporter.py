@@ -22,7 +22,7 @@ def server():
 @pytest.fixture(scope="module")
 def cacert(host, server):
     """The internal CA's trust bundle (role pki) on the server, copied to the client as its trust anchor."""
-    pem = server.file("/etc/teamflow/pki/ca.crt").content_string
+    pem = server.file("/etc/teamflow-pki/ca.crt").content_string
     assert pem.count("BEGIN CERTIFICATE") == 1
     host.run_expect([0], "printf '%%s' %s > /tmp/node-exporter-ca.pem", pem)
     return "/tmp/node-exporter-ca.pem"
@@ -48,7 +48,7 @@ def test_a_password_with_a_colon_works(host, cacert):
 
 def test_the_certificate_verifies_for_the_host_name(host, server, cacert):
     issuer = ("from cryptography import x509; print(x509.load_pem_x509_certificate("
-              "open('/etc/teamflow/pki/node-exporter.crt', 'rb').read()).issuer.rfc4514_string())")
+              "open('/etc/teamflow-pki/node-exporter.crt', 'rb').read()).issuer.rfc4514_string())")
     assert server.check_output("python3 -c %s", issuer) == "CN=TeamFlow internal CA teamflow"
     # --cacert without -k: the name node-exporter is in the certificate
     out = host.run("curl -sS --cacert %s -o /dev/null -w '%%{ssl_verify_result}' -u %s %s", cacert, f"{USER}:{PASSWORD}", URL)
@@ -105,10 +105,10 @@ def test_secrets_are_not_readable_by_others(server):
     assert web.mode == 0o640 and web.user == "root" and web.group == "prometheus"
     assert "molecule-scrape-password" not in web.content_string
     assert "$2b$" in web.content_string
-    key = server.file("/etc/teamflow/pki/node-exporter.key")
+    key = server.file("/etc/teamflow-pki/node-exporter.key")
     assert key.mode == 0o640 and key.group == "prometheus"
     # the CA's key is on the CA's host only (here the node_exporter host itself)
-    assert server.file("/etc/teamflow/pki-ca/teamflow.key").mode == 0o600
+    assert server.file("/etc/teamflow-pki-ca/teamflow.key").mode == 0o600
 
 
 def test_the_flags_reach_the_process(server):

@@ -17,8 +17,8 @@ from scenario_helpers import PROJECT, ansible_playbook, scenario_host
 
 testinfra_hosts = ["ansible://pki-two"]
 
-PKI = "/etc/teamflow/pki"
-CA_DIR = "/etc/teamflow/pki-ca"
+PKI = "/etc/teamflow-pki"
+CA_DIR = "/etc/teamflow-pki-ca"
 CONVERGE = PROJECT / "molecule" / "pki" / "converge.yml"
 MTLS = f"--cacert {PKI}/ca.crt --cert {PKI}/peer.crt --key {PKI}/peer.key"
 

@@ -156,7 +156,7 @@ def test_node_exporter_answers_the_monitoring_host_on_every_host_over_tls_with_b
     """Prometheus' view: from tf-mon1 (the firewall opens 9100 to the monitoring tier only)."""
     monitor = scenario_host("tf-mon1")
     # every host's certificate is the internal CA's (role pki, on tf-mon1); the bundle verifies it by name
-    bundle = "/etc/teamflow/pki/ca.crt"
+    bundle = "/etc/teamflow-pki/ca.crt"
     url = f"https://{name}:9100/metrics"
     password = secrets["vault_node_exporter_prometheus_password"]
     assert monitor.check_output("python3 -c %s %s %s %s", SCRAPE, url, bundle, f"prometheus:{password}") == "200 True"
