@@ -23,6 +23,7 @@ case "${1:-up}" in
         printf '  %-12s %-15s docker exec -it %s bash\n' "$name" "$ip" "$name"
       done
     echo
+    echo "SSH (from this machine, the lab's admin network): ssh -i .lab/admin_key alice@<address>"
     echo "The stack: https://tf-web1/ from any lab host, which trusts pebble's root"
     echo "  (docker exec tf-app1 python3 -c \"import urllib.request as u; print(u.urlopen('https://tf-web1/health').read())\")."
     echo "Metrics: https://<address>:9100/metrics on every host (node_exporter; user prometheus,"

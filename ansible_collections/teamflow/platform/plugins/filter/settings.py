@@ -1,0 +1,95 @@
+# -*- coding: utf-8 -*-
+# Copyright: TeamFlow platform engineering
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+"""Filter checking a role's settings by kind before anything changes (docs: invalid_settings.yml)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from ansible.errors import AnsibleFilterError
+
+PASSWORD_MIN_LENGTH = 16
+
+_EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+_SIZE = re.compile(r"^\d+(\.\d+)?\s*([kmgt]i?b?|b)?$", re.I)
+_DURATION_UNIT = (r"(ms|us|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hour|hours|d|day|days|w|week|weeks"
+                  r"|month|months|y|year|years)")
+_DURATION = re.compile(rf"^(\d+(\.\d+)?\s*{_DURATION_UNIT}?\s*)+$", re.I)
+_PERCENT = re.compile(r"^(100|[1-9]?\d)(\.\d+)?%$")
+_HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]*):(\d+)$")
+
+
+def _port(value):
+    return bool(re.fullmatch(r"\d+", str(value).strip())) and 0 < int(value) < 65536
+
+
+def _url(value):
+    parts = urlsplit(str(value))
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and " " not in str(value)
+
+
+CHECKS = {
+    "port": (_port, "is {value!r}, not a port (1-65535)"),
+    "hostport": (lambda value: bool(_HOST_PORT.match(str(value))) and _port(_HOST_PORT.match(str(value)).group(2)),
+                 "is {value!r}, not HOST:PORT (or :PORT) with a port from 1 to 65535"),
+    "email": (lambda value: bool(_EMAIL.match(str(value))), "is {value!r}, not an e-mail address"),
+    "url": (_url, "is {value!r}, not an http:// or https:// URL with a host"),
+    # a URL with a token in it (a webhook, a DSN): never shows the value
+    "secret_url": (_url, "is not an http:// or https:// URL with a host"),
+    "size": (lambda value: bool(_SIZE.match(str(value).strip())), "is {value!r}, not a size (such as 512MB, 256M, 2G)"),
+    "memory": (lambda value: bool(_SIZE.match(str(value).strip()) or _PERCENT.match(str(value).strip())),
+               "is {value!r}, not a size (such as 512MB) or a percentage of the host's memory (such as 50%)"),
+    "duration": (lambda value: bool(_DURATION.match(str(value).strip())),
+                 "is {value!r}, not a duration (such as 30s, 5m, 1h30m, 15d)"),
+    # never shows the value
+    "password": (lambda value: len(str(value)) >= PASSWORD_MIN_LENGTH,
+                 f"is empty or shorter than {PASSWORD_MIN_LENGTH} characters (use a long random one, from a vault)"),
+    "secret": (lambda value: len(str(value)) > 0, "is empty (give it from a vault)"),
+}
+
+
+def _items(values):
+    for name, value in values.items():
+        if isinstance(value, (list, tuple)):
+            yield from ((f"{name}[{index}]", item) for index, item in enumerate(value))
+        else:
+            yield name, value
+
+
+def invalid_settings(settings):
+    """What is wrong with SETTINGS, a mapping of kind to {variable name: value}; an empty list when nothing is.
+
+    A kind ending in '?' also accepts an empty value (a setting that is off when empty). A list value is checked
+    item by item (NAME[0], NAME[1], ...). Each message names the variable; a password or secret's message never
+    holds its value.
+    """
+    if not isinstance(settings, Mapping):
+        raise AnsibleFilterError(f"invalid_settings expects a mapping of kind to {{name: value}}, got {settings!r}")
+    problems = []
+    for kind, values in settings.items():
+        optional = kind.endswith("?")
+        check = CHECKS.get(kind.rstrip("?"))
+        if check is None:
+            raise AnsibleFilterError(f"invalid_settings: unknown kind {kind!r} (known: {', '.join(sorted(CHECKS))})")
+        if not isinstance(values, Mapping):
+            raise AnsibleFilterError(f"invalid_settings: the {kind} settings must be a mapping of name to value")
+        valid, message = check
+        for name, value in _items(values):
+            if value is None or (optional and str(value) == ""):
+                if value is None and not optional:
+                    problems.append(f"{name} is not set")
+                continue
+            if not valid(value):
+                problems.append(f"{name} {message.format(value=value)}")
+    return problems
+
+
+class FilterModule:
+    """teamflow.platform's settings filters."""
+
+    def filters(self):
+        return {"invalid_settings": invalid_settings}

@@ -1,0 +1,90 @@
+"""Unit tests of teamflow.platform.invalid_settings (plugins/filter/settings.py).
+
+The roles' preflight tasks use it; tests/test_preflight.py runs them with bad values.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+from ansible_collections.teamflow.platform.plugins.filter.settings import FilterModule, invalid_settings
+
+GOOD = {
+    "port": [1, 80, "443", 65535],
+    "hostport": [":9100", "10.0.0.5:9100", "[::1]:9100", "localhost:6379", "smtp.example.com:587"],
+    "email": ["ops@teamflow.example.com", "a.b+c@example.co.uk", "alertmanager@tf-mon1"],
+    "url": ["https://acme-v02.api.letsencrypt.org/directory", "http://10.0.0.5:9093/hook", "https://h/x?y=1"],
+    "size": ["512MB", "256M", "2G", "64kB", "1GiB", "100", "1.5GB", "256mb"],
+    "memory": ["50%", "100%", "2.5%", "512mb", "1G"],
+    "duration": ["30s", "5min", "1h30m", "15d", "14day", "2w", "60", "500ms", "1y"],
+    "password": ["Correct-Horse-9-Battery", "x" * 16],
+    "secret": ["k"],
+    "secret_url": ["https://hooks.example.com/services/T0K3N", "https://key@o1.ingest.sentry.io/42"],
+}
+BAD = {
+    "port": [0, 65536, 99999, "http", "-1", "80a"],
+    "hostport": ["9100", "10.0.0.5", ":0", ":99999", "a b:80"],
+    "email": ["not-an-email", "ops@", "@example.com", "ops@exa mple.com", "a b@example.com", "ops@example..com"],
+    "url": ["acme.example/dir", "ftp://example.com", "https://", "https://exa mple.com"],
+    "size": ["big", "12 parsecs", "M", "-1G"],
+    "memory": ["150%", "half", "%", "-5%"],
+    "duration": ["soon", "1 fortnight", "h", "-5s"],
+    "password": ["", "short", "x" * 15],
+    "secret": [""],
+    "secret_url": ["hooks.example/T0K3N"],
+}
+
+
+@pytest.mark.parametrize("kind, value", [(kind, value) for kind, values in GOOD.items() for value in values])
+def test_a_good_value_passes(kind, value):
+    assert invalid_settings({kind: {"some_var": value}}) == []
+
+
+@pytest.mark.parametrize("kind, value", [(kind, value) for kind, values in BAD.items() for value in values])
+def test_a_bad_value_is_reported_naming_the_variable(kind, value):
+    problems = invalid_settings({kind: {"some_var": value}})
+    assert len(problems) == 1 and problems[0].startswith("some_var ")
+
+
+def test_the_messages_say_what_was_given_and_what_is_wanted():
+    assert invalid_settings({"port": {"redis_port": 99999}, "email": {"certbot_email": "not-an-email"}}) == [
+        "redis_port is 99999, not a port (1-65535)", "certbot_email is 'not-an-email', not an e-mail address"]
+
+
+@pytest.mark.parametrize("kind, value", [("password", ""), ("password", "sh0rt-s3cret"), ("secret", ""),
+                                         ("secret_url", "hooks.example/T0K3N-abc")])
+def test_a_secret_never_appears_in_the_message(kind, value):
+    problems = invalid_settings({kind: {"some_secret": value}})
+    assert len(problems) == 1 and problems[0].startswith("some_secret is ")
+    assert not value or value not in problems[0]
+
+
+def test_an_optional_kind_accepts_empty_but_not_bad():
+    assert invalid_settings({"url?": {"app_sentry_dsn": ""}}) == []
+    assert invalid_settings({"url?": {"app_sentry_dsn": "nope"}}) == ["app_sentry_dsn is 'nope', not an http:// or "
+                                                                      "https:// URL with a host"]
+
+
+def test_none_is_not_set_unless_optional():
+    assert invalid_settings({"port": {"redis_port": None}}) == ["redis_port is not set"]
+    assert invalid_settings({"port?": {"redis_port": None}}) == []
+
+
+@pytest.mark.parametrize("settings, error", [
+    ("port", "expects a mapping"),
+    ({"colour": {"x": 1}}, "unknown kind 'colour'"),
+    ({"port": [1, 2]}, "must be a mapping"),
+])
+def test_a_wrong_call_fails_clearly(settings, error):
+    with pytest.raises(AnsibleFilterError, match=error):
+        invalid_settings(settings)
+
+
+def test_the_plugin_exports_it():
+    assert set(FilterModule().filters()) == {"invalid_settings"}
+
+
+def test_a_list_is_checked_item_by_item():
+    assert invalid_settings({"url": {"prometheus_health_urls": ["https://a.example/health", "b/health"]}}) == [
+        "prometheus_health_urls[1] is 'b/health', not an http:// or https:// URL with a host"]

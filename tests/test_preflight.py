@@ -1,0 +1,89 @@
+"""Each role's preflight refuses a bad value before anything changes, with a message that names the variable.
+
+The preflight of a role is its entry point's first tasks (tasks/preflight.yml); here it runs alone
+(`include_role: tasks_from: preflight`) on the controller, in check mode, first with values that
+pass (BASELINE, so a refusal below is the bad value's doing), then with one bad value at a time.
+The same checks run at the start of every converge of the scenarios.
+"""
+
+import json
+
+import pytest
+
+from conftest import ROOT, run
+
+# What each role's preflight needs to pass: test values, never used by a service.
+PASSWORD = "preflight-test-password-0123456789"
+BASELINE = {
+    "app": {"app_version": "1.0.0", "app_database_password": PASSWORD, "app_redis_password": PASSWORD,
+            # the preflight checks that the artifact exists on the controller: any file does here
+            "app_secret_key": PASSWORD, "app_release_artifact": str(ROOT / "LICENSE")},
+    "certbot": {"certbot_domains": ["teamflow.example.com"], "certbot_email": "ops@teamflow.example.com"},
+    "common": {},
+    "hardening": {"hardening_ssh_admin_networks": ["192.0.2.0/24"]},
+    "nginx": {"nginx_server_names": ["teamflow.example.com"], "nginx_upstream_servers": ["192.0.2.10"]},
+    "node_exporter": {"node_exporter_basic_auth_users": {"prometheus": PASSWORD}},
+    "pgbackrest": {"pgbackrest_cipher_pass": PASSWORD + PASSWORD},
+    "postgresql": {"postgresql_app_password": PASSWORD, "postgresql_replication_password": PASSWORD},
+    "prometheus": {"prometheus_node_exporter_password": PASSWORD},
+    "redis": {"redis_admin_password": PASSWORD, "redis_app_password": PASSWORD},
+}
+
+BAD = [
+    ("redis", {"redis_port": 99999}, "redis_port is 99999, not a port (1-65535)"),
+    ("redis", {"redis_admin_password": "short"}, "redis_admin_password"),
+    ("certbot", {"certbot_email": "not-an-email"}, "certbot_email is 'not-an-email', not an e-mail address"),
+    ("node_exporter", {"node_exporter_basic_auth_users": {"prometheus": ""}},
+     "node_exporter_basic_auth_users: the password of prometheus is empty or shorter than 16 characters"),
+    ("node_exporter", {"node_exporter_web_listen_address": "0.0.0.0:99999"}, "node_exporter_web_listen_address is"),
+    ("prometheus", {"prometheus_node_exporter_password": ""}, "prometheus_node_exporter_password is empty or shorter"),
+    ("prometheus", {"prometheus_alertmanager_email_to": "oncall"}, "prometheus_alertmanager_email_to is 'oncall'"),
+    ("prometheus", {"prometheus_alertmanager_webhook_url": "hooks.example/T0K3N"},
+     "prometheus_alertmanager_webhook_url is not an http:// or https:// URL"),
+    ("prometheus", {"prometheus_retention_time": "a month"}, "prometheus_retention_time is 'a month', not a duration"),
+    ("hardening", {"hardening_ssh_admin_networks": []}, "hardening_ssh_admin_networks is empty"),
+    ("hardening", {"hardening_ssh_admin_networks": ["office"]}, "hardening_ssh_admin_networks: office is neither"),
+    ("hardening", {"hardening_ssh_port": 0}, "hardening_ssh_port is 0, not a port"),
+    ("nginx", {"nginx_upstream_port": "http"}, "nginx_upstream_port is 'http', not a port"),
+    ("app", {"app_port": 70000}, "app_port is 70000, not a port"),
+    ("app", {"app_sentry_dsn": "sentry.example/42"}, "app_sentry_dsn is not an http:// or https:// URL"),
+    ("postgresql", {"postgresql_port": 99999}, "postgresql_port is 99999, not a port"),
+    ("pgbackrest", {"pgbackrest_timer_randomized_delay": "soon"}, "pgbackrest_timer_randomized_delay is 'soon'"),
+    ("common", {"common_journald_max_retention": "forever"}, "common_journald_max_retention is 'forever'"),
+]
+
+
+def preflight(tmp_path, roles, variables):
+    """ansible-playbook running the preflight of ROLES on the controller in check mode; (rc, output)."""
+    playbook = tmp_path / "preflight.yml"
+    tasks = [{"name": f"Run the preflight of {role}", "ansible.builtin.include_role": {
+        "name": f"teamflow.platform.{role}", "tasks_from": "preflight"}} for role in roles]
+    playbook.write_text(json.dumps([{"name": "Preflight", "hosts": "localhost", "connection": "local",
+                                     "gather_facts": True, "tasks": tasks,
+                                     "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}]))
+    extra = tmp_path / "vars.json"
+    extra.write_text(json.dumps(variables))
+    # the database roles want a primary: the controller is it
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"children": {"db_primary": {"hosts": {"localhost": {}}}}}}))
+    return run(["ansible-playbook", "-i", inventory, "--check", "-e", f"@{extra}", playbook],
+               f"preflight-{tmp_path.name}", env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT)})
+
+
+@pytest.mark.static
+def test_every_preflight_passes_with_the_baseline_values(tmp_path):
+    rc, out = preflight(tmp_path, sorted(BASELINE), {k: v for values in BASELINE.values() for k, v in values.items()})
+    assert rc == 0, out[-4000:]
+    assert "failed=0" in out
+
+
+@pytest.mark.static
+@pytest.mark.parametrize("role, bad, message", BAD, ids=[f"{role}-{next(iter(bad))}" for role, bad, _ in BAD])
+def test_a_bad_value_is_refused_by_the_preflight_naming_the_variable(tmp_path, role, bad, message):
+    rc, out = preflight(tmp_path, [role], {**BASELINE[role], **bad})
+    assert rc != 0, out[-3000:]
+    assert message in out, out[-3000:]
+    # refused by the preflight, not by something further on
+    assert "ok=" in out and "changed=0" in out
+    for secret in (value for value in bad.values() if isinstance(value, str) and "password" in next(iter(bad))):
+        assert not secret or secret not in out.split("PLAY RECAP")[0].split("TASK [Run the preflight")[-1]
