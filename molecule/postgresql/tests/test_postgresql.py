@@ -38,8 +38,8 @@ def app_psql(host, server, sql, password=APP_PASSWORD, sslmode="verify-full"):
 
 @pytest.fixture(scope="module", autouse=True)
 def trust_the_internal_ca(host):
-    """The client trusts the CA the role keeps on the primary, as an app host would."""
-    pem = remote(PRIMARY).file("/etc/postgresql/ssl/ca.crt").content_string
+    """The client trusts the stack's internal CA (role pki, kept on the primary here), as an app host would."""
+    pem = remote(PRIMARY).file("/etc/teamflow-pki/ca.crt").content_string
     host.run_expect([0], "printf '%%s' %s > " + CA, pem)
 
 
@@ -85,6 +85,18 @@ def test_the_server_presents_the_internal_cas_certificate_for_its_name(host):
     result = host.run("PGPASSWORD=%s psql -XAtq 'host=%s hostaddr=%s dbname=teamflow user=teamflow sslmode=verify-full sslrootcert=%s' -c 'SELECT 1'",
                       APP_PASSWORD, "db.elsewhere.test", host.check_output("getent ahostsv4 %s | awk 'NR==1 {print $1}'", PRIMARY), CA)
     assert result.rc != 0 and "does not match host name" in result.stderr
+
+
+@pytest.mark.parametrize("name", [PRIMARY, REPLICA])
+def test_each_server_uses_its_own_key_from_the_stacks_ca(host, name):
+    server = remote(name)
+    key = server.file("/etc/teamflow-pki/postgresql.key")
+    assert (key.user, key.group, key.mode) == ("root", "postgres", 0o640)
+    assert superuser_sql(name, "SHOW ssl_cert_file") == "/etc/teamflow-pki/postgresql.crt"
+    issuer = server.check_output("openssl x509 -noout -issuer -in /etc/teamflow-pki/postgresql.crt")
+    assert "TeamFlow internal CA teamflow" in issuer
+    # no CA of the role's own any more (versions before 0.2.0 kept one on the primary)
+    assert not server.file("/etc/postgresql/teamflow-ca").exists
 
 
 # --- replication -----------------------------------------------------------------
