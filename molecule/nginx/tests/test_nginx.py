@@ -10,7 +10,7 @@ import os
 import pathlib
 
 import pytest
-from scenario_helpers import ansible_playbook, scenario_host
+from scenario_helpers import ansible_playbook, scenario_host, wait_for
 
 testinfra_hosts = ["ansible://nginx-client"]
 
@@ -168,6 +168,35 @@ def test_websocket_echo_through_ws(host):
     out = host.check_output("ws-client %s 443 /ws/echo %s %s", WEB, "hello through nginx", CA)
     assert out.split(": ", 1)[1] == "hello through nginx"
     assert out.split(": ", 1)[0] in ("nginx-app1", "nginx-app2")
+
+
+def worker_pids():
+    return web().check_output("pgrep -x -f 'nginx: worker process'").split()
+
+
+def test_each_worker_may_open_twice_its_connections_and_the_open_file_cache(host):
+    # worker_connections 4096: 2 x 4096 + 1000 (the open file cache)
+    for pid in worker_pids():
+        limits = web().check_output("grep 'Max open files' /proc/%s/limits", pid).split()
+        assert limits[3:5] == ["9192", "9192"], limits  # soft and hard
+    assert "LimitNOFILE=9192" in web().check_output("systemctl cat nginx")
+
+
+def test_nginx_holds_more_proxied_connections_per_worker_than_1024_descriptors_allow(host):
+    """2600 websockets through nginx at once (each holds two of a worker's descriptors): with the
+    default limit of 1024 a worker fails past about 500 of them with "Too many open files"."""
+    host.run_expect([0], "rm -f /tmp/hold.out; (ws-hold %s 443 /ws/hold 2600 20 %s > /tmp/hold.out 2>&1 &)", WEB, CA)
+    out = wait_for(lambda: (lambda text: text if "holding" in text else None)(host.file("/tmp/hold.out").content_string),
+                   240, interval=2) or host.file("/tmp/hold.out").content_string
+    assert "holding" in out, out
+    busiest = max(int(web().check_output("ls /proc/%s/fd | wc -l", pid)) for pid in worker_pids())
+    ok, failed = map(int, out.split()[1:3])
+    print(f"websockets held through nginx: {ok} ok, {failed} failed; busiest worker: {busiest} open files")
+    done = wait_for(lambda: (lambda text: text if "done" in text else None)(host.file("/tmp/hold.out").content_string),
+                    60, interval=2) or ""
+    assert (ok, failed) == (2600, 0), done or out
+    assert busiest > 1024
+    assert "Too many open files" not in web().check_output("tail -n 200 /var/log/nginx/error.log")
 
 
 def test_upload_size_is_bounded(host):
