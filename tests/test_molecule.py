@@ -16,13 +16,14 @@ from conftest import ROOT, run, tail
 
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 
-# Minutes each took in the last clean-clone `make test` (two lanes side by side, at
-# ba1bdb8: pytest's slowest durations, and "# exit N after S s" at the end of each log;
-# "checks": the static and unit tests). A scenario not listed counts as DEFAULT_MINUTES.
+# Minutes each took in a clean-clone `make test` (two lanes side by side) on this project's
+# 2-core machine: pytest's slowest durations, and "# exit N after S s" at the end of each log;
+# "checks": the static and unit tests. Measured at b23aa40 (2026-12-04); site, hardening (one
+# host since) and nginx from their runs of 2026-12-04 next to another scenario. A scenario not
+# listed counts as DEFAULT_MINUTES.
 MINUTES = {
-    "checks": 2, "site": 32, "hardening": 17.5, "app": 11, "monitoring": 10, "nginx": 5.5,
-    "pgbackrest": 5.5, "pki": 4.5, "postgresql": 5, "node_exporter": 4.5, "certbot": 4, "backup_verify": 3,
-    "redis": 1.5, "common": 1.5,
+    "checks": 6, "site": 47, "app": 15, "monitoring": 14, "nginx": 8, "hardening": 12, "pgbackrest": 7,
+    "postgresql": 7, "pki": 6.5, "certbot": 6, "redis": 6, "backup_verify": 4, "node_exporter": 3.5, "common": 3,
 }
 DEFAULT_MINUTES = 6
 
