@@ -14,6 +14,8 @@ from conftest import ROOT, run
 
 # What each role's preflight needs to pass: test values, never used by a service.
 PASSWORD = "preflight-test-password-0123456789"
+# a password too short to pass, which must not appear in the output
+SHORT_SECRET = "tooShort-9Xq"
 BASELINE = {
     "app": {"app_version": "1.0.0", "app_database_password": PASSWORD, "app_redis_password": PASSWORD,
             # the preflight checks that the artifact exists on the controller: any file does here
@@ -31,7 +33,7 @@ BASELINE = {
 
 BAD = [
     ("redis", {"redis_port": 99999}, "redis_port is 99999, not a port (1-65535)"),
-    ("redis", {"redis_admin_password": "short"}, "redis_admin_password"),
+    ("redis", {"redis_admin_password": SHORT_SECRET}, "redis_admin_password"),
     ("certbot", {"certbot_email": "not-an-email"}, "certbot_email is 'not-an-email', not an e-mail address"),
     ("node_exporter", {"node_exporter_basic_auth_users": {"prometheus": ""}},
      "node_exporter_basic_auth_users: the password of prometheus is empty or shorter than 16 characters"),
@@ -85,5 +87,4 @@ def test_a_bad_value_is_refused_by_the_preflight_naming_the_variable(tmp_path, r
     assert message in out, out[-3000:]
     # refused by the preflight, not by something further on
     assert "ok=" in out and "changed=0" in out
-    for secret in (value for value in bad.values() if isinstance(value, str) and "password" in next(iter(bad))):
-        assert not secret or secret not in out.split("PLAY RECAP")[0].split("TASK [Run the preflight")[-1]
+    assert SHORT_SECRET not in out
