@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A webhook receiver for tests: every POST body (one Alertmanager notification)
-is appended as one JSON line to FILE. Usage: webhook-receiver PORT FILE"""
+is appended as one JSON line to FILE; GET /health answers 200 (a probe target).
+Usage: webhook-receiver PORT FILE"""
 
 import http.server
 import json
@@ -13,6 +14,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         with open(sys.argv[2], "a", encoding="utf-8") as out:
             out.write(json.dumps(json.loads(body)) + "\n")
         self.send_response(200)
+        self.end_headers()
+
+    def do_GET(self):
+        self.send_response(200 if self.path == "/health" else 404)
         self.end_headers()
 
 

@@ -4,12 +4,15 @@ The client is the ACME helper (tf-acme): outside the stack, it trusts nothing bu
 pebble's root, so a request that verifies proves the web tier serves the
 certificate pebble issued. Every test takes `host`, so pytest keeps them in file
 order: end-to-end requests, the database tier's copies, metrics, `--tags nginx`,
-then every AWX job template through ansible-runner (the App deploy template moves
-the tier to 1.1.0 and App rollback back to the lab's release). The host baseline
-(firewall, SSH, lynis) is test_site_hardening.py's, which runs after this file.
+every AWX job template through ansible-runner, then the app tier's releases under
+load (App deploy to 1.1.0, a broken 3.0.0 that must stop at the first host, App
+rollback to the lab's release) and a changed environment. The host baseline
+(firewall, SSH, lynis) is test_site_hardening.py's, which runs after this file, and
+the tiers' exporters test_site_monitoring.py's, last.
 """
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -27,15 +30,6 @@ HOSTS = ("tf-web1", "tf-app1", "tf-app2", "tf-db1", "tf-db2", "tf-cache1", "tf-m
 ROOT_PEM = "/tmp/pebble-root.pem"
 LAB = PROJECT / "inventories" / "lab"
 VAULT_PASSWORD = PROJECT / ".lab" / "vault-password"
-
-
-@pytest.fixture(scope="module")
-def secrets():
-    """The lab's vault (random per machine, made at the first `make lab`)."""
-    plain = subprocess.run(["ansible-vault", "view", "--vault-password-file", str(VAULT_PASSWORD),
-                            str(LAB / "group_vars" / "all" / "vault.yml")],
-                           capture_output=True, text=True, check=True).stdout
-    return yaml.safe_load(plain)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -293,7 +287,154 @@ def run_template(template, tmp_path, verbosity=0):
     return result, output
 
 
-@pytest.mark.parametrize("template", [t for t in TEMPLATES if t is not SITE_DEPLOY],
-                         ids=[t["name"].split(" - ", 1)[1] for t in TEMPLATES if t is not SITE_DEPLOY])
+APP_DEPLOY = next(t for t in TEMPLATES if t["playbook"] == "playbooks/deploy.yml")
+APP_ROLLBACK = next(t for t in TEMPLATES if t["playbook"] == "playbooks/rollback.yml")
+# App deploy and App rollback run under load, below
+NO_LOAD = [t for t in TEMPLATES if t not in (SITE_DEPLOY, APP_DEPLOY, APP_ROLLBACK)]
+
+
+@pytest.mark.parametrize("template", NO_LOAD, ids=[t["name"].split(" - ", 1)[1] for t in NO_LOAD])
 def test_awx_job_template_runs_green_with_ansible_runner(host, template, tmp_path):
     run_template(template, tmp_path)
+
+
+# --- the app tier's releases, under load: App deploy, a broken release, App rollback ---------
+# The client sends /health, the SPA and an API read through the load balancer while releases go
+# out; the lab is on its release (1.0.0) when this starts.
+
+def app_get(name, path):
+    """An app host's answer on its private address, from the web host (the firewall's path to it)."""
+    return scenario_host(WEB).check_output(
+        "python3 -c %s %s", "import sys, urllib.request\nprint(urllib.request.urlopen(sys.argv[1], timeout=5)"
+        ".read().decode())", f"http://{name}:8000{path}")
+
+
+def main_pid(name):
+    return int(scenario_host(name).check_output("systemctl show -p MainPID --value teamflow"))
+
+
+def current_release(name):
+    return scenario_host(name).check_output("readlink /opt/teamflow/current").rsplit("/", 1)[-1]
+
+
+def start_load(host, name, rate=15):
+    """openload in the background on the client: /health, the SPA and an API read, through the LB."""
+    note = json.loads(get(host, "/api/v1/notes", "-X POST -H 'Content-Type: application/json'",
+                          "-d '{\"title\": \"load\"}'")[1])
+    host.run_expect([0], "rm -f /tmp/%s.json /tmp/%s.stop", name, name)
+    host.run_expect([0], f"nohup openload --rate {rate} --duration 300 --cafile {ROOT_PEM} --stop-file /tmp/{name}.stop "
+                    f"--url https://{WEB}/health --url https://{WEB}/ --url https://{WEB}/api/v1/notes/{note['id']} "
+                    f"--out /tmp/{name}.json > /tmp/{name}.log 2>&1 &")
+    time.sleep(3)
+
+
+def stop_load(host, name):
+    host.run_expect([0], "touch /tmp/%s.stop", name)
+    for _ in range(60):
+        if host.file(f"/tmp/{name}.json").exists:
+            load = json.loads(host.file(f"/tmp/{name}.json").content_string)
+            print(f"load during {name}: {load}")
+            return load
+        time.sleep(1)
+    raise AssertionError(host.file(f"/tmp/{name}.log").content_string)
+
+
+def test_a_websocket_message_echoes_through_the_load_balancer(host):
+    out = host.check_output("ws-client %s 443 /ws/echo %s %s", WEB, "hello lab", ROOT_PEM)
+    assert out.endswith("hello lab")
+
+
+def test_app_logs_are_json_with_the_request_id_the_load_balancer_passes(host):
+    trace = f"site-trace-{uuid.uuid4().hex}"
+    status, _ = get(host, "/health", f"-H 'X-Request-ID: {trace}'")
+    assert status == 200
+    lines = []
+    for name in APPS:
+        lines += scenario_host(name).check_output(
+            f"journalctl -u teamflow -o cat --no-pager | grep {trace} || true").splitlines()
+    assert len(lines) == 1, lines
+    entry = json.loads(lines[0])
+    assert entry["request_id"] == trace and entry["path"] == "/health" and entry["status"] == 200
+
+
+def test_the_frontend_bundle_is_served_with_hashed_assets(host):
+    status, body = get(host, "/")
+    assert status == 200 and 'content="1.0.0"' in body
+    asset = re.search(r'src="(/assets/app\.[0-9a-f]{12}\.js)"', body).group(1)
+    assert get(host, asset)[0] == 200
+    assert get(host, "/some/spa/route")[1] == body
+
+
+def test_the_app_deploy_template_rolls_out_under_load_dropping_no_request_or_secret(host, secrets, tmp_path):
+    """App deploy (1.1.0) at -vvv while the client sends load: no request fails, each host reloads
+    gracefully (the same Gunicorn master), and no vault value is in the output."""
+    pids = {name: main_pid(name) for name in APPS}
+    start_load(host, "deploy")
+    try:
+        _, output = run_template(APP_DEPLOY, tmp_path, verbosity=3)
+    finally:
+        load = stop_load(host, "deploy")
+    assert load["completed"] == load["sent"] and load["sent"] > 300, load
+    assert load["errors"] == 0 and load["non_2xx"] == 0, load
+    for name in APPS:
+        health = json.loads(app_get(name, "/health"))
+        assert (health["status"], health["version"]) == ("ok", "1.1.0")
+        assert current_release(name) == "1.1.0"
+        assert main_pid(name) == pids[name]
+    assert 'content="1.1.0"' in get(host, "/")[1]
+    assert sql(PRIMARY, "SELECT count(*) FROM release_history WHERE version = '1.1.0'") == "1"
+    assert "Gate the host on its health" in output
+    assert sorted(name for name, value in secrets.items() if str(value) in output) == []
+
+
+def test_a_broken_release_stops_at_the_first_host_and_is_rolled_back_under_load(host, tmp_path):
+    """3.0.0's /health fails: app1 goes back to 1.1.0 (a restart), app2 is never touched."""
+    releases = tmp_path / "releases"
+    subprocess.run([str(PROJECT / "reference-app" / "build-release.sh"), "3.0.0"], check=True,
+                   env=dict(os.environ, DIST=str(releases), BROKEN="health", PIP=str(PROJECT / ".venv" / "bin" / "pip")))
+    first, second = APPS
+    pid_first, pid_second = main_pid(first), main_pid(second)
+    start_load(host, "broken")
+    try:
+        run = ansible_playbook(PROJECT / "playbooks" / "deploy.yml", "-e", "app_version=3.0.0",
+                               "-e", f"app_release_dir={releases}")
+    finally:
+        load = stop_load(host, "broken")
+    output = run.stdout + run.stderr
+    assert run.returncode != 0
+    assert f"Deploy of 3.0.0 stopped at {first}: Gate the host on its health" in output, output[-3000:]
+    assert "HTTP status 503, expected 200" in output
+    assert json.loads(app_get(first, "/health"))["version"] == "1.1.0" and current_release(first) == "1.1.0"
+    assert main_pid(first) != pid_first  # the way back is a restart
+    assert current_release(second) == "1.1.0" and main_pid(second) == pid_second
+    assert json.loads(scenario_host(WEB).file("/etc/ansible/facts.d/teamflow_nginx.fact").content_string)["drained"] == []
+    assert load["errors"] == 0 and load["non_2xx"] == 0, load
+    assert 'content="1.1.0"' in get(host, "/")[1]
+
+
+def test_the_app_rollback_template_moves_the_tier_back_one_release_under_load(host, tmp_path):
+    start_load(host, "rollback")
+    try:
+        run_template(APP_ROLLBACK, tmp_path)
+    finally:
+        load = stop_load(host, "rollback")
+    assert load["errors"] == 0 and load["non_2xx"] == 0, load
+    for name in APPS:
+        assert json.loads(app_get(name, "/health"))["version"] == "1.0.0" and current_release(name) == "1.0.0"
+    assert 'content="1.0.0"' in get(host, "/")[1]
+
+
+def test_a_changed_environment_restarts_the_app_on_the_host_converged_only(host):
+    first, second = APPS
+    pids = {name: main_pid(name) for name in APPS}
+    run = ansible_playbook(PROJECT / "playbooks" / "site.yml", "--tags", "app", "--limit", first,
+                           "-e", "app_log_level=WARNING")
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert re.search(r'^LOG_LEVEL="WARNING"$', scenario_host(first).file("/etc/teamflow/teamflow.env").content_string,
+                     re.M)
+    assert main_pid(first) != pids[first] and main_pid(second) == pids[second]
+    assert json.loads(app_get(first, "/health"))["status"] == "ok"
+    assert not scenario_host(first).file("/opt/teamflow/.restart-pending").exists
+    run = ansible_playbook(PROJECT / "playbooks" / "site.yml", "--tags", "app", "--limit", first)
+    assert run.returncode == 0, run.stdout[-4000:]
+    assert json.loads(app_get(first, "/health"))["status"] == "ok"
