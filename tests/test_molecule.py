@@ -17,15 +17,13 @@ from conftest import ROOT, run, tail
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 
 # Minutes each took in a clean-clone `make test` (two lanes side by side) on this project's
-# 2-core machine: pytest's slowest durations, and "# exit N after S s" at the end of each log;
-# "checks": the static and unit tests. Measured at b23aa40 (2026-12-04); site, hardening (one
-# host since) and nginx from their runs of 2026-12-04 next to another scenario; app (one host
-# since) and monitoring (two hosts since) estimated from their converge and idempotence runs,
-# site with the app and monitoring checks it took over. A scenario not listed counts as
-# DEFAULT_MINUTES.
+# 2-core machine: "# exit N after S s" at the end of each log; "checks": the static and unit
+# tests. Measured at 937504e (2026-12-04, 71.8 min in all); monitoring from its run at ab71112.
+# A scenario not listed counts as DEFAULT_MINUTES.
 MINUTES = {
-    "checks": 6, "site": 51, "hardening": 12, "nginx": 8, "pgbackrest": 7, "postgresql": 7, "pki": 6.5, "app": 6,
-    "certbot": 6, "redis": 6, "monitoring": 5, "backup_verify": 4, "node_exporter": 3.5, "common": 3,
+    "checks": 4, "site": 57.5, "hardening": 12.5, "nginx": 12, "app": 7.5, "pgbackrest": 6.5, "common": 6,
+    "certbot": 5.5, "postgresql": 5.5, "backup_verify": 5, "monitoring": 4.5, "pki": 4.5, "node_exporter": 4,
+    "redis": 2.5,
 }
 DEFAULT_MINUTES = 6
 
