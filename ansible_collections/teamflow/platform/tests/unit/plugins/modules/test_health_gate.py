@@ -2,7 +2,7 @@
 
 The decision logic runs with a fake clock and fake responses; the module runs
 against a real HTTP server on loopback (a thread of this process) whose answers
-each test scripts. The molecule scenario `app` gates real app hosts.
+each test scripts. The site lab's deploys (molecule scenario `site`) gate real app hosts.
 """
 
 from __future__ import annotations
