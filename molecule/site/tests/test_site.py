@@ -108,11 +108,6 @@ def test_an_api_write_reaches_postgresql_its_replica_and_the_redis_cache(host, s
     assert 0 < int(ttl) <= 300
 
 
-def test_the_frontend_is_served_from_the_lab_release(host):
-    status, body = get(host, "/")
-    assert status == 200 and 'content="1.0.0"' in body
-
-
 # --- the database tier's copies ----------------------------------------------------------
 
 def pgbackrest_info():
