@@ -1,7 +1,7 @@
 """The web tier as a user and an attacker see it (molecule scenario `nginx`).
 
 Tests run on the client container and talk to nginx-web over the scenario's
-network; nginx-app1 and nginx-app2 run an echo upstream that reports what it
+network; nginx-app1 to nginx-app4 run an echo upstream that reports what it
 received.
 """
 
@@ -15,6 +15,7 @@ from scenario_helpers import ansible_playbook, scenario_host, wait_for
 testinfra_hosts = ["ansible://nginx-client"]
 
 WEB = "nginx-web"
+APPS = {"nginx-app1", "nginx-app2", "nginx-app3", "nginx-app4"}
 CA = "/tmp/nginx-web-ca.pem"
 PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
 SCENARIO = pathlib.Path(__file__).resolve().parents[1]
@@ -141,7 +142,7 @@ def test_api_reaches_the_upstream_with_the_forwarding_headers(host):
     status, _, body = fetch(host, f"https://{WEB}/api/v1/projects", "-H", "X-Request-ID: molecule-req-0001")
     assert status == 200
     seen = json.loads(body)
-    assert seen["host"] in ("nginx-app1", "nginx-app2")
+    assert seen["host"] in APPS
     assert seen["path"] == "/api/v1/projects"
     headers = seen["headers"]
     client_ip = host.check_output("hostname -I").split()[0]
@@ -167,7 +168,7 @@ def test_requests_without_an_id_get_one_and_it_is_logged_as_json(host):
 def test_websocket_echo_through_ws(host):
     out = host.check_output("ws-client %s 443 /ws/echo %s %s", WEB, "hello through nginx", CA)
     assert out.split(": ", 1)[1] == "hello through nginx"
-    assert out.split(": ", 1)[0] in ("nginx-app1", "nginx-app2")
+    assert out.split(": ", 1)[0] in APPS
 
 
 def worker_pids():
@@ -263,29 +264,49 @@ def test_a_broken_directive_fails_at_validation_and_nginx_keeps_serving(host):
     assert web().run("nginx -t").rc == 0
 
 
-def test_drain_takes_an_app_host_out_of_the_pool_and_puts_it_back(host):
-    def upstream_hosts():
-        seen = set()
-        for _ in range(12):
-            _, _, body = fetch(host, f"https://{WEB}/health")
-            seen.add(json.loads(body)["host"])
-        return seen
+def upstream_hosts(host):
+    """The app hosts that answer /health through nginx, over 24 requests."""
+    seen = set()
+    for _ in range(24):
+        _, _, body = fetch(host, f"https://{WEB}/health")
+        seen.add(json.loads(body)["host"])
+    return seen
 
-    assert upstream_hosts() == {"nginx-app1", "nginx-app2"}
+
+def test_drain_takes_an_app_host_out_of_the_pool_and_puts_it_back(host):
+    assert upstream_hosts(host) == APPS
     master = web().check_output("cat /run/nginx.pid")
     run = ansible_playbook(SCENARIO / "drain.yml", "--limit", "nginx-app1", "-e", "drain_state=drained")
     assert run.returncode == 0, run.stdout[-3000:]
-    assert upstream_hosts() == {"nginx-app2"}
+    assert upstream_hosts(host) == APPS - {"nginx-app1"}
     assert "nginx-app1:8000 max_fails=3 fail_timeout=10s down;" in web().file("/etc/nginx/conf.d/teamflow-upstream.conf").content_string
     # a converge of the role in between keeps the host drained
     run = ansible_playbook(SCENARIO / "converge.yml")
     assert run.returncode == 0, run.stdout[-3000:]
-    assert upstream_hosts() == {"nginx-app2"}
+    assert upstream_hosts(host) == APPS - {"nginx-app1"}
     run = ansible_playbook(SCENARIO / "drain.yml", "--limit", "nginx-app1", "-e", "drain_state=active")
     assert run.returncode == 0, run.stdout[-3000:]
-    assert upstream_hosts() == {"nginx-app1", "nginx-app2"}
+    assert upstream_hosts(host) == APPS
     # applied by reloads: the master process is the same
     assert web().check_output("cat /run/nginx.pid") == master
+
+
+def test_a_batch_of_two_of_four_app_hosts_drains_side_by_side_under_load(host):
+    """deploy_batch_size 2: both hosts of a batch are down together while their upstreams restart."""
+    host.run_expect([0], "rm -f /tmp/batch.json /tmp/batch.stop")
+    host.run_expect([0], f"nohup openload --rate 20 --duration 300 --cafile {CA} --stop-file /tmp/batch.stop "
+                         f"--url https://{WEB}/health "
+                         f"--out /tmp/batch.json > /tmp/batch.log 2>&1 &")
+    run = ansible_playbook(SCENARIO / "batch.yml")
+    host.run_expect([0], "touch /tmp/batch.stop")
+    assert wait_for(lambda: host.file("/tmp/batch.json").exists, timeout=60), host.file("/tmp/batch.log").content_string
+    load = json.loads(host.file("/tmp/batch.json").content_string)
+    print(f"load during the batch-of-2 switch: {load}")
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert load["completed"] > 100 and load["errors"] == 0 and load["non_2xx"] == 0, load
+    assert " down;" not in web().file("/etc/nginx/conf.d/teamflow-upstream.conf").content_string
+    assert web().check_output("ls -A /var/lib/teamflow-nginx/drained") == ""
+    assert upstream_hosts(host) == APPS
 
 
 def test_the_certificate_from_the_inventory_is_served(host):
