@@ -97,6 +97,48 @@ def test_the_audit_rules_watch_users_sudoers_ssh_and_the_releases(host):
         assert line in rules
 
 
+# --- file integrity (AIDE) -------------------------------------------------------
+
+METRICS = "/var/lib/prometheus/node-exporter/teamflow_aide.prom"
+
+
+def aide_entries(host):
+    """The counts of the last check's metric file, by change."""
+    found = re.findall(r'^teamflow_aide_entries\{change="(\w+)"\} (\d+)$', host.file(METRICS).content_string, re.M)
+    return {change: int(count) for change, count in found}
+
+
+def test_the_integrity_database_was_built_on_install_and_checked_once(host):
+    assert host.file("/var/lib/aide/aide.db").mode == 0o600
+    assert host.file("/etc/aide/aide.conf").contains("^Checksums = sha512$")
+    assert host.service("teamflow-aide-check.timer").is_enabled
+    assert not host.service("dailyaidecheck.timer").is_enabled
+    metrics = host.file(METRICS).content_string
+    assert "teamflow_aide_check_success 1" in metrics
+    assert aide_entries(host) == {"added": 0, "removed": 0, "changed": 0}
+
+
+def test_a_changed_file_fails_the_check_and_reaches_the_journal_and_the_metric(host):
+    host.check_output("printf '#!/bin/sh\\n' > /usr/local/bin/teamflow-test-implant && chmod 0755 "
+                      "/usr/local/bin/teamflow-test-implant && echo tampered >> /etc/motd")
+    try:
+        since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+        check = host.run("systemctl start teamflow-aide-check.service")
+        assert check.rc != 0
+        assert host.run("systemctl is-failed teamflow-aide-check.service").stdout.strip() == "failed"
+        journal = host.check_output(f"journalctl -u teamflow-aide-check --since '{since}' --no-pager -o cat")
+        assert "/usr/local/bin/teamflow-test-implant" in journal and "/etc/motd" in journal
+        assert "teamflow-aide-check: 1 added, 0 removed," in journal
+        entries = aide_entries(host)
+        assert entries["added"] == 1 and entries["changed"] >= 1 and entries["removed"] == 0, entries
+        # reported once: the next check compares with the files as they are now
+        host.run_expect([0], "systemctl start teamflow-aide-check.service")
+        assert aide_entries(host) == {"added": 0, "removed": 0, "changed": 0}
+    finally:
+        host.run("rm -f /usr/local/bin/teamflow-test-implant && sed -i '/^tampered$/d' /etc/motd"
+                 " && (systemctl start teamflow-aide-check.service || systemctl start teamflow-aide-check.service)")
+
+
 # --- a rerun puts back what drifted and changes nothing else -----------------------
 
 def test_a_rerun_puts_back_what_drifted_and_leaves_the_rest(host):

@@ -17,7 +17,8 @@ testinfra_hosts = ["ansible://mon-prom"]
 JOBS = {"prometheus", "node", "teamflow_health"}
 ALERTS = {
     "TeamFlowApiLatencyP95High", "TeamFlowApiLatencyMeanHigh", "TeamFlowHttp5xxRatioHigh", "TeamFlowHealthCheckFailing",
-    "HostDown", "ScrapeTargetDown", "HostDiskFillingUp", "HostMemoryPressure", "PostgresqlDown", "PostgresqlReplicationLagHigh",
+    "HostDown", "ScrapeTargetDown", "HostDiskFillingUp", "HostMemoryPressure", "HostFileIntegrityChanged",
+    "HostFileIntegrityCheckFailing", "PostgresqlDown", "PostgresqlReplicationLagHigh",
     "PostgresqlConnectionsNearMax", "PostgresqlWalArchivingFailing", "RedisDown", "RedisEvicting",
     "CertificateExpiringSoon", "BackupTooOld", "BackupVerificationFailed",
 }

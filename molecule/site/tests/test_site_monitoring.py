@@ -30,6 +30,14 @@ def test_the_exporters_give_what_the_rules_read(host, query):
     assert wait_for(lambda: values(query), 30), query
 
 
+def test_every_host_reports_its_file_integrity_check(host):
+    """The AIDE check (role hardening) ran on each host, and its metric reaches Prometheus."""
+    def reporting():
+        return {item["metric"]["instance"] for item in values('teamflow_aide_check_success{job="node"} == 1')}
+    nodes = {item["metric"]["instance"] for item in values('up{job="node"}')}
+    assert len(nodes) == 7 and wait_for(lambda: reporting() == nodes, 30), (reporting(), nodes)
+
+
 def test_the_postgresql_exporter_role_is_pg_monitor_and_nothing_more(host):
     out = scenario_host(PRIMARY).check_output(
         "runuser -u postgres -- psql -Atc %s",
