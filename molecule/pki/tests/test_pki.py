@@ -13,7 +13,7 @@ import re
 import time
 
 import pytest
-from scenario_helpers import PROJECT, ansible_playbook, scenario_host
+from scenario_helpers import PROJECT, ansible_playbook, scenario_host, wait_for
 
 testinfra_hosts = ["ansible://pki-two"]
 
@@ -40,19 +40,6 @@ def served_serial(client, server_name):
     return client.check_output(
         f"openssl s_client -connect {server_name}:8443 -servername {server_name} -cert {PKI}/peer.crt "
         f"-key {PKI}/peer.key </dev/null 2>/dev/null | openssl x509 -noout -serial")
-
-
-def served_serial_after_reload(client, server_name, expected, seconds=15):
-    """The serial SERVER_NAME serves once it is EXPECTED, or the last one seen after SECONDS.
-
-    A reload returns when nginx has the signal; its new workers take over a moment later.
-    """
-    until = time.monotonic() + seconds
-    while True:
-        serial = served_serial(client, server_name)
-        if serial == expected or time.monotonic() > until:
-            return serial
-        time.sleep(0.5)
 
 
 def test_each_host_has_its_key_its_certificate_and_the_bundle(host):
@@ -134,7 +121,8 @@ def test_a_certificate_close_to_expiry_is_renewed_and_served(host):
                         f" -out /tmp/peer.csr 2>/dev/null && openssl x509 -req -in /tmp/peer.csr -copy_extensions copyall"
                         f" -CA {CA_DIR}/teamflow.crt -CAkey {CA_DIR}/teamflow.key -set_serial 4242 -days 5"
                         f" -out peer.crt 2>/dev/null && systemctl reload nginx")
-    assert served_serial_after_reload(host, "pki-one", "serial=1092") == "serial=1092"  # 4242
+    # a reload returns when nginx has the signal; its new workers take over a moment later
+    assert wait_for(lambda: served_serial(host, "pki-one") == "serial=1092", 15, 0.5), served_serial(host, "pki-one")
     run = ansible_playbook(CONVERGE)
     assert run.returncode == 0, run.stdout[-4000:]
     assert re.search(r"pki-one\s*:\s*ok=\d+\s+changed=[1-9]", run.stdout), run.stdout[-2000:]
@@ -143,7 +131,7 @@ def test_a_certificate_close_to_expiry_is_renewed_and_served(host):
     assert "serial=1092" not in now
     assert one.run(f"openssl x509 -noout -checkend {300 * 86400} -in {PKI}/peer.crt").rc == 0
     # nginx was reloaded: the new serial is the one served
-    assert served_serial_after_reload(host, "pki-one", now.splitlines()[0]) == now.splitlines()[0]
+    assert wait_for(lambda: served_serial(host, "pki-one") == now.splitlines()[0], 15, 0.5), served_serial(host, "pki-one")
     rc, status, _ = curl(host, "https://pki-one:8443/")
     assert (rc, status) == (0, "200")
 
