@@ -14,7 +14,7 @@ JOBS        ?= 2
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
-.PHONY: help venv engine image lab lab-destroy test lint unit molecule bench readme release
+.PHONY: help venv engine image lab lab-destroy test lint unit molecule bench readme docs release
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ bench: venv image ## Benchmark the stack on a fresh lab (<30 min): table + bench
 
 readme: venv ## Regenerate the variables section of every role README
 	$(VENV)/bin/python tools/role_readme.py --write
+
+docs: venv ## Build the collection's docs site into artifacts/docs/html (antsibull-docs, Sphinx)
+	tools/collection_docs.sh
 
 release: venv ## Build the reference app's release artifact: VERSION=1.2.0 [RELEASE_PYTHON=3.11] [BROKEN=health]
 	@test -n "$(VERSION)" || { echo "make release VERSION=1.2.0"; exit 2; }

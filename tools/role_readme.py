@@ -41,6 +41,9 @@ def render(role):
             kind = f"list of {opt['elements']}"
         if opt.get("required"):
             default = "**required**"
+        elif "default" not in opt:
+            # computed from facts or other roles' variables: the description's "Default:" says how
+            default = "*see description*"
         else:
             default = "`" + yaml.safe_dump(opt.get("default"), default_flow_style=True, width=float("inf")).strip().removesuffix("...").strip() + "`"
         desc = " ".join(_plain(d) for d in opt.get("description", []))
