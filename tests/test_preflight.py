@@ -36,7 +36,9 @@ BAD = [
     ("redis", {"redis_admin_password": SHORT_SECRET}, "redis_admin_password"),
     ("certbot", {"certbot_email": "not-an-email"}, "certbot_email is 'not-an-email', not an e-mail address"),
     ("node_exporter", {"node_exporter_basic_auth_users": {"prometheus": ""}},
-     "node_exporter_basic_auth_users: the password of prometheus is empty or shorter than 16 characters"),
+     "node_exporter_basic_auth_users.prometheus is empty, shorter than 16 characters or longer than 72 bytes"),
+    ("node_exporter", {"node_exporter_basic_auth_users": {"prometheus": "L0ng-s3cret-" * 7}},
+     "node_exporter_basic_auth_users.prometheus is empty, shorter than 16 characters or longer than 72 bytes"),
     ("node_exporter", {"node_exporter_web_listen_address": "0.0.0.0:99999"}, "node_exporter_web_listen_address is"),
     ("prometheus", {"prometheus_node_exporter_password": ""}, "prometheus_node_exporter_password is empty or shorter"),
     ("prometheus", {"prometheus_alertmanager_email_to": "oncall"}, "prometheus_alertmanager_email_to is 'oncall'"),
@@ -55,7 +57,7 @@ BAD = [
 ]
 
 
-def preflight(tmp_path, roles, variables):
+def preflight(tmp_path, roles, variables, env=None):
     """ansible-playbook running the preflight of ROLES on the controller in check mode; (rc, output)."""
     playbook = tmp_path / "preflight.yml"
     tasks = [{"name": f"Run the preflight of {role}", "ansible.builtin.include_role": {
@@ -69,7 +71,7 @@ def preflight(tmp_path, roles, variables):
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps({"all": {"children": {"db_primary": {"hosts": {"localhost": {}}}}}}))
     return run(["ansible-playbook", "-i", inventory, "--check", "-e", f"@{extra}", playbook],
-               f"preflight-{tmp_path.name}", env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT)})
+               f"preflight-{tmp_path.name}", env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT), **(env or {})})
 
 
 @pytest.mark.static
@@ -88,3 +90,20 @@ def test_a_bad_value_is_refused_by_the_preflight_naming_the_variable(tmp_path, r
     # refused by the preflight, not by something further on
     assert "ok=" in out and "changed=0" in out
     assert SHORT_SECRET not in out
+
+
+@pytest.mark.static
+@pytest.mark.parametrize("library, shim, message", [
+    ("passlib", "raise ImportError('hidden by the test')", "the controller's Python has no passlib"),
+    ("bcrypt", "__version__ = '4.3.0'", "the controller's Python has bcrypt 4.3.0, which passlib 1.7.4 cannot use"),
+])
+def test_a_controller_that_cannot_hash_bcrypt_is_refused_saying_what_to_install(tmp_path, library, shim, message):
+    """node_exporter hashes its passwords on the controller: without passlib, or with a bcrypt passlib cannot use,
+    the preflight stops the run, saying what to install (a module on PYTHONPATH stands in for the library)."""
+    (tmp_path / "shim" / library).mkdir(parents=True)
+    (tmp_path / "shim" / library / "__init__.py").write_text(shim + "\n")
+    rc, out = preflight(tmp_path, ["node_exporter"], BASELINE["node_exporter"],
+                        env={"PYTHONPATH": str(tmp_path / "shim")})
+    assert rc != 0, out[-3000:]
+    assert message in out and "pip install 'passlib>=1.7.4' 'bcrypt>=3.1,<4.1'" in out, out[-3000:]
+    assert "ok=" in out and "changed=0" in out

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from ansible.errors import AnsibleFilterError
 
 PASSWORD_MIN_LENGTH = 16
+BCRYPT_MAX_BYTES = 72
 
 _EMAIL = re.compile(r"^[^@\s]+@[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
 _SIZE = re.compile(r"^\d+(\.\d+)?\s*([kmgt]i?b?|b)?$", re.I)
@@ -49,6 +50,11 @@ CHECKS = {
     "password": (lambda value: len(str(value)) >= PASSWORD_MIN_LENGTH,
                  f"is empty or shorter than {PASSWORD_MIN_LENGTH} characters (use a long random one, from a vault)"),
     "secret": (lambda value: len(str(value)) > 0, "is empty (give it from a vault)"),
+    # a password stored as a bcrypt hash, which reads the first 72 bytes only
+    "bcrypt_password": (lambda value: len(str(value)) >= PASSWORD_MIN_LENGTH
+                        and len(str(value).encode("utf-8")) <= BCRYPT_MAX_BYTES,
+                        f"is empty, shorter than {PASSWORD_MIN_LENGTH} characters or longer than {BCRYPT_MAX_BYTES} "
+                        "bytes, the most bcrypt hashes (use a long random one, from a vault)"),
 }
 
 

@@ -19,6 +19,7 @@ GOOD = {
     "memory": ["50%", "100%", "2.5%", "512mb", "1G"],
     "duration": ["30s", "5min", "1h30m", "15d", "14day", "2w", "60", "500ms", "1y"],
     "password": ["Correct-Horse-9-Battery", "x" * 16],
+    "bcrypt_password": ["x" * 16, "x" * 72, "\u00e9" * 36],
     "secret": ["k"],
     "secret_url": ["https://hooks.example.com/services/T0K3N", "https://key@o1.ingest.sentry.io/42"],
 }
@@ -31,6 +32,8 @@ BAD = {
     "memory": ["150%", "half", "%", "-5%"],
     "duration": ["soon", "1 fortnight", "h", "-5s"],
     "password": ["", "short", "x" * 15],
+    # 73 bytes, and 37 two-byte characters (74 bytes) although only 37 characters
+    "bcrypt_password": ["", "x" * 15, "x" * 73, "\u00e9" * 37],
     "secret": [""],
     "secret_url": ["hooks.example/T0K3N"],
 }
@@ -53,6 +56,7 @@ def test_the_messages_say_what_was_given_and_what_is_wanted():
 
 
 @pytest.mark.parametrize("kind, value", [("password", ""), ("password", "sh0rt-s3cret"), ("secret", ""),
+                                         ("bcrypt_password", "L0ng-s3cret-" * 7),
                                          ("secret_url", "hooks.example/T0K3N-abc")])
 def test_a_secret_never_appears_in_the_message(kind, value):
     problems = invalid_settings({kind: {"some_secret": value}})
