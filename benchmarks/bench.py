@@ -570,7 +570,7 @@ def main(argv=None):
     # latest.json (and so the README's figures) is the newest complete run
     if phases == list(PHASES) and not results["errors"]:
         (RESULTS / "latest.json").write_text(text)
-        print(f"bench: wrote {dated.relative_to(ROOT)} and latest.json; README figures: benchmarks/report.py --readme README.md")
+        print(f"bench: wrote {dated.relative_to(ROOT)} and latest.json; README figures: benchmarks/report.py --readme README.md --readme docs/benchmarks.md")
     else:
         print(f"bench: wrote {dated.relative_to(ROOT)} (not a complete run: latest.json unchanged)")
     return 1 if results["errors"] else 0

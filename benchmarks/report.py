@@ -3,10 +3,13 @@
 
     benchmarks/report.py [benchmarks/results/latest.json]            # text
     benchmarks/report.py --markdown [FILE]                            # Markdown
-    benchmarks/report.py --readme README.md [FILE]                    # rewrite the README's figures
+    benchmarks/report.py --readme README.md [FILE]                    # rewrite a page's figures
+    benchmarks/report.py --readme README.md --readme docs/benchmarks.md
 
 Every figure comes from the JSON; nothing here is typed in by hand. --readme
-replaces what is between `<!-- bench:begin -->` and `<!-- bench:end -->`.
+replaces what is between `<!-- bench:begin -->` and `<!-- bench:end -->` (every
+table) and between `<!-- bench-summary:begin -->` and `<!-- bench-summary:end -->`
+(the load and rolling-deploy tables, for the README).
 """
 
 import argparse
@@ -16,6 +19,9 @@ from pathlib import Path
 
 DEFAULT = Path(__file__).resolve().parent / "results" / "latest.json"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+SUMMARY_BEGIN, SUMMARY_END = "<!-- bench-summary:begin -->", "<!-- bench-summary:end -->"
+# the parts of the run the summary shows
+SUMMARY_TITLES = ("Load", "Rolling deploy")
 
 
 def fmt(value, unit=""):
@@ -182,9 +188,12 @@ def text_table(results):
 table = text_table
 
 
-def markdown(results):
+def markdown(results, titles=None):
+    """Every part of the run as Markdown; with TITLES, only the parts whose title starts with one of them."""
     lines = [f"_{header(results)}; `make bench`, figures from `benchmarks/results/latest.json`._", ""]
     for title, head, rows, notes in sections(results):
+        if titles and not title.startswith(titles):
+            continue
         lines.append(f"**{title}**")
         lines.append("")
         lines.append("| " + " | ".join(map(str, head)) + " |")
@@ -201,18 +210,25 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("file", nargs="?", default=str(DEFAULT))
     parser.add_argument("--markdown", action="store_true")
-    parser.add_argument("--readme", help="rewrite this file's figures between the bench markers")
+    parser.add_argument("--readme", action="append", default=[],
+                        help="rewrite this file's figures between the bench markers (repeatable)")
     args = parser.parse_args(argv)
     results = json.loads(Path(args.file).read_text())
-    if args.readme:
-        path = Path(args.readme)
+    for readme in args.readme:
+        path = Path(readme)
         text = path.read_text()
-        if BEGIN not in text or END not in text:
-            print(f"{path} has no {BEGIN} ... {END} section", file=sys.stderr)
+        found = False
+        for begin, end, body in ((BEGIN, END, markdown(results)),
+                                 (SUMMARY_BEGIN, SUMMARY_END, markdown(results, SUMMARY_TITLES))):
+            if begin in text and end in text:
+                before, rest = text.split(begin, 1)
+                text = before + begin + "\n" + body + end + rest.split(end, 1)[1]
+                found = True
+        if not found:
+            print(f"{path} has neither {BEGIN} ... {END} nor {SUMMARY_BEGIN} ... {SUMMARY_END}", file=sys.stderr)
             return 2
-        before, rest = text.split(BEGIN, 1)
-        after = rest.split(END, 1)[1]
-        path.write_text(before + BEGIN + "\n" + markdown(results) + END + after)
+        path.write_text(text)
+    if args.readme:
         return 0
     print(markdown(results) if args.markdown else text_table(results))
     return 0

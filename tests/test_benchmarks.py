@@ -157,20 +157,40 @@ def test_the_backup_note_says_what_the_bench_read_not_a_fixed_text():
     assert report.backup_setup_note(None) == ""  # results from before the bench recorded it
 
 
-def test_the_readme_section_is_replaced_between_the_markers(tmp_path):
+def rewrite(tmp_path, page_text):
+    """benchmarks/report.py --readme on a page holding PAGE_TEXT, with sample results; (exit code, page after)."""
     results = tmp_path / "r.json"
     results.write_text(json.dumps(sample_results()))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"intro\n{report.BEGIN}\nold figures\n{report.END}\nrest\n")
-    assert report.main(["--readme", str(readme), str(results)]) == 0
-    text = readme.read_text()
+    page = tmp_path / "page.md"
+    page.write_text(page_text)
+    return report.main(["--readme", str(page), str(results)]), page.read_text()
+
+
+def test_the_readme_section_is_replaced_between_the_markers(tmp_path):
+    rc, text = rewrite(tmp_path, f"intro\n{report.BEGIN}\nold figures\n{report.END}\nrest\n")
+    assert rc == 0
     assert "old figures" not in text and text.startswith("intro\n") and text.endswith(f"{report.END}\nrest\n")
     assert report.markdown(sample_results()) in text
 
 
-def test_the_readme_figures_are_the_report_of_the_committed_results():
-    latest = ROOT / "benchmarks" / "results" / "latest.json"
+def test_a_summary_section_gets_the_load_and_deploy_tables_only(tmp_path):
+    rc, text = rewrite(tmp_path, f"intro\n{report.SUMMARY_BEGIN}\nold\n{report.SUMMARY_END}\nrest\n")
+    assert rc == 0
+    assert "**Load" in text and "**Phases" not in text and "**Converge" not in text and "old" not in text
+
+
+def test_a_page_without_markers_is_refused(tmp_path):
+    rc, text = rewrite(tmp_path, "no markers\n")
+    assert rc == 2 and text == "no markers\n"
+
+
+def test_the_published_figures_are_the_report_of_the_committed_results():
+    """The README's summary and docs/benchmarks.md's tables are benchmarks/report.py's output for latest.json."""
+    latest = json.loads((ROOT / "benchmarks" / "results" / "latest.json").read_text())
+    hint = "run benchmarks/report.py --readme README.md --readme docs/benchmarks.md"
     readme = (ROOT / "README.md").read_text()
-    section = readme.split(report.BEGIN, 1)[1].split(report.END, 1)[0]
-    assert section.strip() == report.markdown(json.loads(latest.read_text())).strip(), \
-        "README's benchmark figures differ from benchmarks/results/latest.json: run benchmarks/report.py --readme README.md"
+    summary = readme.split(report.SUMMARY_BEGIN, 1)[1].split(report.SUMMARY_END, 1)[0]
+    assert summary.strip() == report.markdown(latest, report.SUMMARY_TITLES).strip(), hint
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    section = page.split(report.BEGIN, 1)[1].split(report.END, 1)[0]
+    assert section.strip() == report.markdown(latest).strip(), hint
