@@ -54,6 +54,12 @@ BAD = [
     ("postgresql", {"postgresql_port": 99999}, "postgresql_port is 99999, not a port"),
     ("pgbackrest", {"pgbackrest_timer_randomized_delay": "soon"}, "pgbackrest_timer_randomized_delay is 'soon'"),
     ("common", {"common_journald_max_retention": "forever"}, "common_journald_max_retention is 'forever'"),
+    ("hardening", {"hardening_aide_check_calendar": "every day"},
+     "hardening_aide_check_calendar is 'every day', not a systemd calendar event"),
+    ("certbot", {"certbot_renew_on_calendar": "25:00"}, "certbot_renew_on_calendar is '25:00', not a systemd calendar"),
+    ("certbot", {"certbot_renew_randomized_delay": "a while"}, "certbot_renew_randomized_delay is 'a while'"),
+    ("pgbackrest", {"pgbackrest_full_on_calendar": "nightly"}, "pgbackrest_full_on_calendar is 'nightly'"),
+    ("pgbackrest", {"pgbackrest_incr_on_calendar": "*:*/5"}, "pgbackrest_incr_on_calendar is '*:*/5'"),
 ]
 
 

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+import zoneinfo
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
@@ -22,6 +23,83 @@ _DURATION_UNIT = (r"(ms|us|s|sec|secs|second|seconds|m|min|mins|minute|minutes|h
 _DURATION = re.compile(rf"^(\d+(\.\d+)?\s*{_DURATION_UNIT}?\s*)+$", re.I)
 _PERCENT = re.compile(r"^(100|[1-9]?\d)(\.\d+)?%$")
 _HOST_PORT = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[^\s:\[\]]*):(\d+)$")
+
+
+# systemd calendar events (systemd.time(7), OnCalendar=): shorthands, or [WEEKDAYS] [DATE] [TIME] [TIME ZONE]
+_CALENDAR_SHORTHANDS = {"minutely", "hourly", "daily", "weekly", "monthly", "yearly", "annually", "quarterly",
+                        "semiannually"}
+_WEEKDAY = r"(mon|tue|wed|thu|fri|sat|sun|monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+_WEEKDAYS = re.compile(rf"^{_WEEKDAY}(\.\.{_WEEKDAY})?(,{_WEEKDAY}(\.\.{_WEEKDAY})?)*$", re.I)
+
+
+def _calendar_component(text, low, high, fraction=False, step=True):
+    """A date or time component: '*', or a comma list of N, N..M, N/S or N..M/S within LOW..HIGH."""
+    if text == "*":
+        return True
+    number = r"\d+(?:\.\d+)?" if fraction else r"\d+"
+    for item in text.split(","):
+        match = re.fullmatch(rf"(?P<first>{number})(?:\.\.(?P<last>{number}))?(?:/(?P<step>{number}))?", item)
+        if not match or (match["step"] and not step):
+            return False
+        if any(value is not None and not low <= float(value) < high + 1 for value in (match["first"], match["last"])):
+            return False
+        if match["step"] and float(match["step"]) <= 0:
+            return False
+    return True
+
+
+def _calendar_date(text):
+    """[YEAR-]MONTH-DAY, or MONTH~DAY (days before the month's last one)."""
+    separator = "~" if "~" in text else "-"
+    head, _sep, day = text.rpartition(separator)
+    parts = head.split("-") if head else []
+    if not 1 <= len(parts) <= 2:
+        return False
+    year = parts[0] if len(parts) == 2 else "*"
+    return (_calendar_component(year, 0, 9999) and _calendar_component(parts[-1], 1, 12)
+            and _calendar_component(day, 1, 31, step=separator == "-"))
+
+
+def _calendar_time(text):
+    parts = text.split(":")
+    if len(parts) not in (2, 3):
+        return False
+    seconds = parts[2] if len(parts) == 3 else "0"
+    return (_calendar_component(parts[0], 0, 23) and _calendar_component(parts[1], 0, 59)
+            and _calendar_component(seconds, 0, 59, fraction=True))
+
+
+def _time_zone(text):
+    if text.upper() == "UTC":
+        return True
+    try:
+        return text in zoneinfo.available_timezones()
+    except Exception:  # pylint: disable=broad-exception-caught
+        return False
+
+
+def _calendar(value):
+    """Whether VALUE is a calendar event systemd accepts (what `systemd-analyze calendar` parses)."""
+    tokens = str(value).split()
+    if not tokens:
+        return False
+    if tokens[0].startswith("@"):
+        return len(tokens) == 1 and tokens[0][1:].isdigit()
+    if len(tokens) > 1 and _time_zone(tokens[-1]):
+        tokens = tokens[:-1]
+    if len(tokens) == 1 and tokens[0].lower() in _CALENDAR_SHORTHANDS:
+        return True
+    if tokens and _WEEKDAYS.match(tokens[0]):
+        tokens = tokens[1:]
+        if not tokens:
+            return True
+    if tokens and ("-" in tokens[0] or "~" in tokens[0]) and ":" not in tokens[0]:
+        if not _calendar_date(tokens[0]):
+            return False
+        tokens = tokens[1:]
+        if not tokens:
+            return True
+    return len(tokens) == 1 and _calendar_time(tokens[0])
 
 
 def _port(value):
@@ -44,6 +122,7 @@ CHECKS = {
     "size": (lambda value: bool(_SIZE.match(str(value).strip())), "is {value!r}, not a size (such as 512MB, 256M, 2G)"),
     "memory": (lambda value: bool(_SIZE.match(str(value).strip()) or _PERCENT.match(str(value).strip())),
                "is {value!r}, not a size (such as 512MB) or a percentage of the host's memory (such as 50%)"),
+    "calendar": (_calendar, "is {value!r}, not a systemd calendar event (such as daily, *-*-* 01:00:00, Mon..Fri 09:00)"),
     "duration": (lambda value: bool(_DURATION.match(str(value).strip())),
                  "is {value!r}, not a duration (such as 30s, 5m, 1h30m, 15d)"),
     # never shows the value

@@ -5,6 +5,8 @@ The roles' preflight tasks use it; tests/test_preflight.py runs them with bad va
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from ansible.errors import AnsibleFilterError
@@ -92,3 +94,22 @@ def test_the_plugin_exports_it():
 def test_a_list_is_checked_item_by_item():
     assert invalid_settings({"url": {"prometheus_health_urls": ["https://a.example/health", "b/health"]}}) == [
         "prometheus_health_urls[1] is 'b/health', not an http:// or https:// URL with a host"]
+
+
+CALENDARS = ["daily", "Quarterly", "hourly UTC", "weekly Europe/Berlin", "*-*-* 00,12:00:00", "*-*-* *:30:00",
+             "*-*-* 01:00:00", "*-*-* 05:00:00", "Mon..Fri 09:00", "Mon,Tue..Thu 10:00", "MONDAY 10:00", "Mon",
+             "Sat,Sun *-*-* 10:00:00 UTC", "*:0/15", "00:00/5", "2026-12-05 10:00", "2026-12-05", "12-05", "*-*",
+             "*-02~03", "*-1/2-*", "*-*-1,15 03:00", "*-*-* 1..5:00", "1..3/2:00", "12:00:00.123456",
+             "12:00 Europe/Berlin", "0-1-1", "@1700000000",
+             # refused
+             "", "tomorrow", "every day", "1h", "10", "25:00", "*-*-* 10:00:60", "*-13-01", "*-0-1", "*-*-0",
+             "Mon..Fry", "Mon..", "*/2:00", "*:*/5", "*-*-*/2", "*-*-~1", "*-02~1/2", "Feb 1", "UTC", "10:00 Z",
+             "12:00 UTC Mon", "daily daily", "*-*-* 01:00:00 Mars/Base", "*-*-* 00:00:00 +0100", "2026-12-05T10:00",
+             "@abc"]
+
+
+@pytest.mark.parametrize("value", CALENDARS)
+def test_a_calendar_is_accepted_exactly_when_systemd_accepts_it(value):
+    """systemd-analyze calendar (systemd 252 of Debian 12) is the reference the filter agrees with."""
+    systemd = subprocess.run(["systemd-analyze", "calendar", value], capture_output=True, check=False).returncode == 0
+    assert (invalid_settings({"calendar": {"some_calendar": value}}) == []) == systemd
