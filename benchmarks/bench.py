@@ -41,6 +41,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import report  # noqa: E402 - the sibling module, also a command of its own
+import plots  # noqa: E402 - the same, for the pictures
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -566,10 +567,12 @@ def main(argv=None):
     text = json.dumps(results, indent=2) + "\n"
     dated = RESULTS / (started.strftime("%Y%m%dT%H%M%SZ") + ".json")
     dated.write_text(text)
+    plots.write_all(results, RESULTS, dated.stem)
     print(report.table(results))
-    # latest.json (and so the README's figures) is the newest complete run
+    # latest.json (and so the README's figures and docs/benchmarks.md's pictures) is the newest complete run
     if phases == list(PHASES) and not results["errors"]:
         (RESULTS / "latest.json").write_text(text)
+        plots.write_all(results, RESULTS, "latest")
         print(f"bench: wrote {dated.relative_to(ROOT)} and latest.json; README figures: benchmarks/report.py --readme README.md --readme docs/benchmarks.md")
     else:
         print(f"bench: wrote {dated.relative_to(ROOT)} (not a complete run: latest.json unchanged)")

@@ -20,6 +20,12 @@ from pathlib import Path
 DEFAULT = Path(__file__).resolve().parent / "results" / "latest.json"
 BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 SUMMARY_BEGIN, SUMMARY_END = "<!-- bench-summary:begin -->", "<!-- bench-summary:end -->"
+# the load phase's runs, in the order of the tables and plots
+LOAD_RUNS = (("lb_health", "/health via load balancer (HTTPS)"),
+             ("lb_static", "static asset via load balancer (HTTPS)"),
+             ("lb_api", "API, PostgreSQL through Redis, via load balancer (HTTPS)"),
+             ("direct_health", "/health at one app host (HTTP)"),
+             ("direct_api", "API at one app host (HTTP)"))
 # the parts of the run the summary shows
 SUMMARY_TITLES = ("Load", "Rolling deploy")
 
@@ -86,11 +92,7 @@ def sections(results):
 
     load = phases.get("load", {})
     rows = []
-    for key, what in (("lb_health", "/health via load balancer (HTTPS)"),
-                      ("lb_static", "static asset via load balancer (HTTPS)"),
-                      ("lb_api", "API, PostgreSQL through Redis, via load balancer (HTTPS)"),
-                      ("direct_health", "/health at one app host (HTTP)"),
-                      ("direct_api", "API at one app host (HTTP)")):
+    for key, what in LOAD_RUNS:
         run = load.get(key)
         if run:
             lat = run["latency_ms"]

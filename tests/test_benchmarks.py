@@ -18,6 +18,7 @@ from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench  # noqa: E402
+import plots  # noqa: E402
 import report  # noqa: E402
 import userload  # noqa: E402
 
@@ -194,3 +195,26 @@ def test_the_published_figures_are_the_report_of_the_committed_results():
     page = (ROOT / "docs" / "benchmarks.md").read_text()
     section = page.split(report.BEGIN, 1)[1].split(report.END, 1)[0]
     assert section.strip() == report.markdown(latest).strip(), hint
+
+
+def test_the_pictures_of_a_run_are_pngs_of_its_figures(tmp_path):
+    written = plots.write_all(sample_results(), tmp_path, "run")
+    assert sorted(p.name for p in written) == ["run-converge.png", "run-load.png", "run-phases.png"]
+    for path in written:
+        assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and path.stat().st_size > 5000
+
+
+def test_a_run_without_a_phase_gets_no_picture_of_it(tmp_path):
+    results = sample_results()
+    del results["phases"]["load"]
+    assert [p.name for p in plots.write_all(results, tmp_path, "run")] == ["run-converge.png", "run-phases.png"]
+
+
+def test_the_published_pictures_are_drawn_from_the_committed_results(tmp_path):
+    """docs/benchmarks.md shows benchmarks/results/latest-*.png: what plots.py draws from latest.json."""
+    latest = json.loads((ROOT / "benchmarks" / "results" / "latest.json").read_text())
+    page = (ROOT / "docs" / "benchmarks.md").read_text()
+    for path in plots.write_all(latest, tmp_path, "latest"):
+        published = ROOT / "benchmarks" / "results" / path.name
+        assert f"../benchmarks/results/{path.name}" in page
+        assert published.read_bytes() == path.read_bytes(), "run benchmarks/plots.py"
