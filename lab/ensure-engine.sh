@@ -53,3 +53,13 @@ if [ "$(cat /proc/sys/vm/overcommit_memory)" != 1 ]; then
   echo "ensure-engine: vm.overcommit_memory=1 for the lab's Redis (shared kernel)" >&2
   sysctl -q -w vm.overcommit_memory=1
 fi
+
+# A new container's network namespace starts from the kernel's defaults (forwarding
+# off, as on a server) instead of this machine's settings (forwarding on, for
+# Docker): the site scenario's hosts then start with the hardening role's network
+# settings without a change of forwarding, which would reset accept_redirects
+# (molecule/_shared/create.yml).
+if [ "$(cat /proc/sys/net/core/devconf_inherit_init_net)" != 2 ]; then
+  echo "ensure-engine: net.core.devconf_inherit_init_net=2 (containers' network settings from the kernel's defaults)" >&2
+  sysctl -q -w net.core.devconf_inherit_init_net=2
+fi
