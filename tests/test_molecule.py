@@ -18,11 +18,11 @@ SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.y
 
 # Minutes each took in a clean-clone `make test` (two lanes side by side) on this project's
 # 2-core machine: pytest's slowest durations, and "# exit N after S s" at the end of each log;
-# "checks": the static and unit tests. Measured at 0448eb9 (2026-12-05: 283 passed, 55.0 min).
+# "checks": the static and unit tests. Measured at 625cb21 (2026-12-05: 411 passed, 62.4 min).
 # A scenario not listed counts as DEFAULT_MINUTES.
 MINUTES = {
-    "checks": 4, "site": 43.5, "certbot": 9, "nginx": 8.5, "hardening": 7.5, "app": 6, "backup_verify": 6,
-    "postgresql": 6, "pgbackrest": 5, "monitoring": 4, "pki": 3, "node_exporter": 2.5, "redis": 2, "common": 1.5,
+    "checks": 5, "site": 49, "certbot": 10, "nginx": 10, "hardening": 8.5, "app": 7, "postgresql": 6,
+    "monitoring": 5.5, "pgbackrest": 5, "backup_verify": 3.5, "pki": 3.5, "node_exporter": 3.5, "redis": 2, "common": 1.5,
 }
 DEFAULT_MINUTES = 6
 
