@@ -7,6 +7,7 @@ the tail of its log in the assertion.
 
 import os
 import pathlib
+import re
 import subprocess
 import time
 
@@ -70,8 +71,22 @@ def run(argv, log_name, cwd=ROOT, env=None, timeout=3600):
     return proc.returncode, output
 
 
+FAILURE = re.compile(r"^(fatal: |failed: |ERROR! |\S+ \| FAILED|.*FAILED - RETRYING: .* \(1 retries left\))")
+
+
 def tail(text, lines=60):
-    return "\n".join(text.splitlines()[-lines:])
+    """The last `lines` lines, after the task headers and messages of the first failures.
+
+    A scenario's end is its destroy step; what went wrong is printed long before it."""
+    all_lines = text.splitlines()
+    failures = []
+    for number, line in enumerate(all_lines):
+        if FAILURE.match(line) and len(failures) < 5:
+            header = next((all_lines[n] for n in range(number, max(number - 40, -1), -1)
+                           if all_lines[n].startswith("TASK [")), "")
+            failures.append("\n".join([header] + all_lines[number:number + 25]))
+    head = ["--- first failures ---", *failures, "--- end of the output ---"] if failures else []
+    return "\n".join(head + all_lines[-lines:])
 
 
 def roles():
