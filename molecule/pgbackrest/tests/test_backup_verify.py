@@ -1,8 +1,9 @@
-"""The backup verification module against a real repository (molecule scenario `backup_verify`).
+"""The backup verification module against the scenario's repositories.
 
-Rows are written, a backup is taken, more rows are written and archived; then
-playbooks/backup_verify.yml (the AWX entry point) runs the module. Every test
-takes `host`, so pytest keeps them in file order; each failure test puts the
+Rows are written, an incremental backup is taken (from the replica, in both
+repositories), more rows are written and archived; then playbooks/backup_verify.yml
+(the AWX entry point) runs the module against repository 1 on the primary. Every
+test takes `host`, so pytest keeps them in file order; each failure test puts the
 repository back as it found it.
 """
 
@@ -12,7 +13,7 @@ import time
 import pytest
 from scenario_helpers import PROJECT, ansible_playbook
 
-testinfra_hosts = ["ansible://bv-db"]
+testinfra_hosts = ["ansible://pgbr-db"]
 
 STANZA = "teamflow"
 REPO = "/var/lib/pgbackrest"
@@ -30,12 +31,12 @@ def pgbackrest(host, *args):
 
 
 def verify(**extra):
-    """Run playbooks/backup_verify.yml on bv-db; the module's result (a dict, failed or not)."""
+    """Run playbooks/backup_verify.yml on pgbr-db; the module's result (a dict, failed or not)."""
     run = ansible_playbook(PROJECT / "playbooks" / "backup_verify.yml", "-e", json.dumps(extra),
                            env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"})
     report = json.loads(run.stdout)
     task = next(t for t in report["plays"][0]["tasks"] if t["task"]["name"].startswith("Verify repository"))
-    return task["hosts"]["bv-db"]
+    return task["hosts"]["pgbr-db"]
 
 
 def assert_clean(host):
@@ -46,7 +47,8 @@ def assert_clean(host):
 
 
 def newest_backup(host):
-    return json.loads(pgbackrest(host, "--output=json", "info"))[0]["backup"][-1]
+    """The newest backup in repository 1 (REPO), the one playbooks/backup_verify.yml verifies by default."""
+    return json.loads(pgbackrest(host, "--repo=1", "--output=json", "info"))[0]["backup"][-1]
 
 
 @pytest.fixture(scope="module", autouse=True)

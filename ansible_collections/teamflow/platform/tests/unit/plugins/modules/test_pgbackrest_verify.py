@@ -2,7 +2,7 @@
 
 The pgBackRest and PostgreSQL commands are faked (run_command), with JSON
 captured from a real stanza (fixtures/) as pgBackRest's answers. The molecule
-scenario backup_verify runs the module against a real repository.
+scenario pgbackrest runs the module against a real repository.
 """
 
 from __future__ import annotations
