@@ -71,7 +71,18 @@ def run(argv, log_name, cwd=ROOT, env=None, timeout=3600):
     return proc.returncode, output
 
 
-FAILURE = re.compile(r"^(fatal: |failed: |ERROR! |\S+ \| FAILED|.*FAILED - RETRYING: .* \(1 retries left\))")
+# A failed task (not one ignore_errors lets through), a failed retry loop, or a failed test of a verifier.
+FAILURE = re.compile(r"^(fatal: |failed: |ERROR! |\S+ \| FAILED|.*FAILED - RETRYING: .* \(1 retries left\)|FAILED \S+::)")
+
+
+def _ignored(lines, number):
+    """True when the failure at NUMBER is followed by '...ignoring' before the next task."""
+    for line in lines[number + 1:number + 80]:
+        if line.startswith("TASK ["):
+            return False
+        if line.startswith("...ignoring"):
+            return True
+    return False
 
 
 def tail(text, lines=60):
@@ -81,7 +92,7 @@ def tail(text, lines=60):
     all_lines = text.splitlines()
     failures = []
     for number, line in enumerate(all_lines):
-        if FAILURE.match(line) and len(failures) < 5:
+        if len(failures) < 5 and FAILURE.match(line) and not _ignored(all_lines, number):
             header = next((all_lines[n] for n in range(number, max(number - 40, -1), -1)
                            if all_lines[n].startswith("TASK [")), "")
             failures.append("\n".join([header] + all_lines[number:number + 25]))
