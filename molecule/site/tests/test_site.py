@@ -163,7 +163,8 @@ def test_node_exporter_answers_the_monitoring_host_on_every_host_over_tls_with_b
 # --- the monitoring tier (role prometheus) ------------------------------------------------------
 
 SCRAPED = {"prometheus": {"tf-mon1"}, "node": set(HOSTS), "teamflow_app": set(APPS), "nginx": {WEB},
-           "postgresql": {PRIMARY, REPLICA}, "redis": {CACHE}, "teamflow_health": {f"https://{WEB}/health"}}
+           "postgresql": {PRIMARY, REPLICA}, "redis": {CACHE}, "teamflow_health": {f"https://{WEB}/health"},
+           "etcd": {PRIMARY, REPLICA, "tf-mon1"}}
 
 
 def test_prometheus_scrapes_every_host_and_exporter_and_all_are_up(host):

@@ -2,7 +2,7 @@
 # Copyright: TeamFlow platform engineering
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Filters on addresses and networks (docs: address_in_networks.yml, invalid_networks.yml)."""
+"""Filters on addresses and networks (docs: address_in_networks.yml, invalid_networks.yml, private_addresses.yml)."""
 
 from __future__ import annotations
 
@@ -38,8 +38,38 @@ def address_in_networks(address, networks):
     return any(found in _network(entry) for entry in networks if _network(entry).version == found.version)
 
 
+def private_addresses(hosts, hostvars, prefer=None):
+    """The address each of HOSTS is reached at by the other hosts, in their order.
+
+    The first that is set: the host variable PREFER (when given), teamflow_private_address,
+    the address of the default IPv4 route from its facts, ansible_host, the inventory name.
+    """
+    if isinstance(hosts, (str, bytes)) or not hasattr(hosts, "__iter__"):
+        raise AnsibleFilterError(f"private_addresses expects a list of inventory host names, got {hosts!r}")
+    addresses = []
+    for host in hosts:
+        try:
+            variables = hostvars[host]
+        except KeyError as error:
+            raise AnsibleFilterError(f"private_addresses: {host!r} is not a host of the inventory") from error
+        facts = variables.get("ansible_facts") or {}
+        found = [
+            variables.get(prefer) if prefer else None,
+            variables.get("teamflow_private_address"),
+            (facts.get("default_ipv4") or {}).get("address"),
+            variables.get("ansible_host"),
+            host,
+        ]
+        addresses.append(str(next(address for address in found if address)))
+    return addresses
+
+
 class FilterModule:
     """teamflow.platform's network filters."""
 
     def filters(self):
-        return {"address_in_networks": address_in_networks, "invalid_networks": invalid_networks}
+        return {
+            "address_in_networks": address_in_networks,
+            "invalid_networks": invalid_networks,
+            "private_addresses": private_addresses,
+        }

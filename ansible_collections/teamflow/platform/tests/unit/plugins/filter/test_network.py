@@ -1,4 +1,4 @@
-"""Unit tests of teamflow.platform.address_in_networks and invalid_networks (plugins/filter/network.py).
+"""Unit tests of teamflow.platform.address_in_networks, invalid_networks and private_addresses (plugins/filter/network.py).
 
 The hardening role's preflight uses them; the site scenario runs it over SSH from inside and outside
 the admin networks.
@@ -10,7 +10,7 @@ import pytest
 
 from ansible.errors import AnsibleFilterError
 from ansible_collections.teamflow.platform.plugins.filter.network import FilterModule
-from ansible_collections.teamflow.platform.plugins.filter.network import address_in_networks, invalid_networks
+from ansible_collections.teamflow.platform.plugins.filter.network import address_in_networks, invalid_networks, private_addresses
 
 
 @pytest.mark.parametrize("address, networks", [
@@ -58,5 +58,27 @@ def test_invalid_networks_wants_a_list(value):
         invalid_networks(value)
 
 
-def test_the_plugin_exports_both():
-    assert set(FilterModule().filters()) == {"address_in_networks", "invalid_networks"}
+def test_the_plugin_exports_its_filters():
+    assert set(FilterModule().filters()) == {"address_in_networks", "invalid_networks", "private_addresses"}
+
+
+HOSTVARS = {
+    "db1": {"teamflow_private_address": "10.0.0.11", "ansible_facts": {"default_ipv4": {"address": "172.17.0.2"}}},
+    "db2": {"ansible_facts": {"default_ipv4": {"address": "172.17.0.3"}}, "etcd_listen_address": "10.0.0.12"},
+    "mon1": {"ansible_host": "mon1.example"},
+    "bare": {},
+}
+
+
+def test_private_addresses_take_the_first_address_set_in_order():
+    assert private_addresses(["db1", "db2", "mon1", "bare"], HOSTVARS) == [
+        "10.0.0.11", "172.17.0.3", "mon1.example", "bare"]
+
+
+def test_private_addresses_prefer_the_named_host_variable():
+    assert private_addresses(["db1", "db2"], HOSTVARS, prefer="etcd_listen_address") == ["10.0.0.11", "10.0.0.12"]
+
+
+def test_private_addresses_name_a_host_the_inventory_lacks():
+    with pytest.raises(AnsibleFilterError, match="'db9' is not a host"):
+        private_addresses(["db9"], HOSTVARS)
