@@ -22,11 +22,13 @@ BASELINE = {
             "app_secret_key": PASSWORD, "app_release_artifact": str(ROOT / "LICENSE")},
     "certbot": {"certbot_domains": ["teamflow.example.com"], "certbot_email": "ops@teamflow.example.com"},
     "common": {},
+    "etcd": {},
     "hardening": {"hardening_ssh_admin_networks": ["192.0.2.0/24"]},
     "nginx": {"nginx_server_names": ["teamflow.example.com"], "nginx_upstream_servers": ["192.0.2.10"]},
     "node_exporter": {"node_exporter_basic_auth_users": {"prometheus": PASSWORD}},
     "pgbackrest": {"pgbackrest_cipher_pass": PASSWORD + PASSWORD},
-    "postgresql": {"postgresql_app_password": PASSWORD, "postgresql_replication_password": PASSWORD},
+    "postgresql": {"postgresql_app_password": PASSWORD, "postgresql_replication_password": PASSWORD,
+                   "postgresql_rewind_password": PASSWORD, "postgresql_patroni_restapi_password": PASSWORD},
     "prometheus": {"prometheus_node_exporter_password": PASSWORD},
     "redis": {"redis_admin_password": PASSWORD, "redis_app_password": PASSWORD},
 }
@@ -59,6 +61,12 @@ BAD = [
     ("certbot", {"certbot_renew_on_calendar": "25:00"}, "certbot_renew_on_calendar is '25:00', not a systemd calendar"),
     ("certbot", {"certbot_renew_randomized_delay": "a while"}, "certbot_renew_randomized_delay is 'a while'"),
     ("pgbackrest", {"pgbackrest_full_on_calendar": "nightly"}, "pgbackrest_full_on_calendar is 'nightly'"),
+    ("etcd", {"etcd_peer_port": 70000}, "etcd_peer_port is 70000, not a port"),
+    ("etcd", {"etcd_listen_address": "10.0.0.0/24"}, "etcd_listen_address must be an IP address of the host"),
+    ("etcd", {"etcd_settings_extra": {"SNAPSHOT_COUNT": "1000"}}, "the keys of etcd_settings_extra must be ETCD_*"),
+    ("etcd", {"etcd_election_timeout": 200}, "etcd_election_timeout (200) 5 heartbeats or more"),
+    ("postgresql", {"postgresql_patroni_ttl": 10}, "postgresql_patroni_ttl (10) must be at least"),
+    ("postgresql", {"postgresql_rewind_password": SHORT_SECRET}, "postgresql_rewind_password must be at least 16"),
     ("pgbackrest", {"pgbackrest_incr_on_calendar": "*:*/5"}, "pgbackrest_incr_on_calendar is '*:*/5'"),
 ]
 
@@ -73,9 +81,10 @@ def preflight(tmp_path, roles, variables, env=None):
                                      "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}]))
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps(variables))
-    # the database roles want a primary: the controller is it
+    # the database roles want a primary and etcd a member: the controller is both
     inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps({"all": {"children": {"db_primary": {"hosts": {"localhost": {}}}}}}))
+    inventory.write_text(json.dumps({"all": {"children": {"db_primary": {"hosts": {"localhost": {}}},
+                                                          "etcd": {"hosts": {"localhost": {}}}}}}))
     return run(["ansible-playbook", "-i", inventory, "--check", "-e", f"@{extra}", playbook],
                f"preflight-{tmp_path.name}", env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT), **(env or {})})
 
