@@ -110,9 +110,12 @@ def test_the_environment_file_is_private_to_the_app_user(host):
     env = host.file("/etc/teamflow/teamflow.env")
     assert (env.mode, env.user, env.group) == (0o600, "teamflow", "teamflow")
     content = env.content_string
-    for variable in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "ACCESS_TOKEN_EXPIRE_MINUTES",
+    for variable in ("DATABASE_URL", "DATABASE_READ_URL", "DB_RETRY_SECONDS", "REDIS_URL", "SECRET_KEY",
+                     "ACCESS_TOKEN_EXPIRE_MINUTES",
                      "REFRESH_TOKEN_EXPIRE_DAYS", "S3_BUCKET_NAME", "S3_SECRET_KEY", "LOG_LEVEL", "ENVIRONMENT"):
         assert re.search(rf"^{variable}=", content, re.M), variable
+    assert re.search(r"^DATABASE_URL=.*target_session_attrs=read-write", content, re.M)
+    assert re.search(r"^DATABASE_READ_URL=.*target_session_attrs=prefer-standby", content, re.M)
 
 
 def test_the_release_is_installed_offline_and_owned_by_root(host):

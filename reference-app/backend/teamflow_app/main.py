@@ -9,12 +9,12 @@ import uuid
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
-from fastapi import FastAPI, HTTPException, Response, WebSocket, WebSocketDisconnect
-from psycopg_pool import AsyncConnectionPool
+from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.routing import Match
 
-from . import _build, logs, metrics, settings
+from . import _build, db, logs, metrics, settings
 
 SETTINGS = settings.load()
 logs.setup(SETTINGS.log_level)
@@ -23,17 +23,17 @@ log = logging.getLogger("teamflow")
 
 @asynccontextmanager
 async def lifespan(app):
-    app.state.pool = AsyncConnectionPool(
-        SETTINGS.database_url, min_size=SETTINGS.db_pool_min, max_size=SETTINGS.db_pool_max, open=False,
-        kwargs={"application_name": f"teamflow-{_build.VERSION}"},
+    app.state.db = db.Database(
+        SETTINGS.database_url, SETTINGS.database_read_url, SETTINGS.db_pool_min, SETTINGS.db_pool_max,
+        SETTINGS.db_retry_seconds, f"teamflow-{_build.VERSION}",
     )
-    await app.state.pool.open(wait=False)
+    await app.state.db.open()
     app.state.redis = aioredis.from_url(SETTINGS.redis_url, socket_timeout=2, socket_connect_timeout=2)
     log.info("started", extra={"fields": {"event": "startup"}})
     try:
         yield
     finally:
-        await app.state.pool.close()
+        await app.state.db.close()
         await app.state.redis.aclose()
         log.info("stopped", extra={"fields": {"event": "shutdown"}})
 
@@ -95,6 +95,18 @@ def _endpoint(scope):
 app.add_middleware(ObservedMiddleware)
 
 
+@app.exception_handler(db.DatabaseUnavailable)
+async def database_unavailable(request: Request, exc: db.DatabaseUnavailable):
+    return JSONResponse(status_code=503, content={"detail": "database unavailable, try again"},
+                        headers={"Retry-After": "5"})
+
+
+@app.exception_handler(db.CommitOutcomeUnknown)
+async def commit_outcome_unknown(request: Request, exc: db.CommitOutcomeUnknown):
+    return JSONResponse(status_code=503, content={
+        "detail": "the database failed while committing: the change may or may not have been saved"})
+
+
 async def _timed(query_name, coro):
     started = time.perf_counter()
     try:
@@ -104,11 +116,12 @@ async def _timed(query_name, coro):
 
 
 async def _check_database():
-    async def probe():
-        async with app.state.pool.connection(timeout=2) as conn:
-            await conn.execute("SELECT 1")
+    async def probe(conn):
+        await conn.execute("SELECT 1")
     try:
-        await asyncio.wait_for(_timed("health", probe()), timeout=3)
+        # through the reader pool: a replica answering keeps the host in the load balancer while the
+        # writer fails over (writes wait for it, see db.py)
+        await asyncio.wait_for(_timed("health", app.state.db.read(probe, timeout=2)), timeout=3)
         return "ok"
     except Exception as exc:  # noqa: BLE001 - health reports any failure
         return f"error: {type(exc).__name__}"
@@ -125,7 +138,7 @@ async def _check_redis():
 @app.get("/health")
 async def health(response: Response):
     database, cache = await asyncio.gather(_check_database(), _check_redis())
-    stats = app.state.pool.get_stats()
+    stats = app.state.db.writer.get_stats()
     metrics.DB_POOL_SIZE.set(stats.get("pool_size", 0))
     metrics.DB_CONNECTIONS_ACTIVE.set(stats.get("pool_size", 0) - stats.get("pool_available", 0))
     body = {"status": "ok", "version": _build.VERSION, "database": database, "redis": cache}
@@ -150,14 +163,13 @@ def _note(row):
 
 @app.post(API + "/notes", status_code=201)
 async def create_note(note: NoteIn):
-    async def insert():
-        async with app.state.pool.connection() as conn:
-            cur = await conn.execute(
-                "INSERT INTO notes (title, body) VALUES (%s, %s) RETURNING id, title, body, created_at",
-                (note.title, note.body),
-            )
-            return await cur.fetchone()
-    row = await _timed("insert_note", insert())
+    async def insert(conn):
+        cur = await conn.execute(
+            "INSERT INTO notes (title, body) VALUES (%s, %s) RETURNING id, title, body, created_at",
+            (note.title, note.body),
+        )
+        return await cur.fetchone()
+    row = await _timed("insert_note", app.state.db.write(insert))
     return _note(row)
 
 
@@ -168,11 +180,13 @@ async def read_note(note_id: int):
     if cached is not None:
         return dict(json.loads(cached), cached=True)
 
-    async def select():
-        async with app.state.pool.connection() as conn:
-            cur = await conn.execute("SELECT id, title, body, created_at FROM notes WHERE id = %s", (note_id,))
-            return await cur.fetchone()
-    row = await _timed("select_note", select())
+    async def select(conn):
+        cur = await conn.execute("SELECT id, title, body, created_at FROM notes WHERE id = %s", (note_id,))
+        return await cur.fetchone()
+    row = await _timed("select_note", app.state.db.read(select))
+    if row is None:
+        # a replica may not have replayed a note just written: the leader has it
+        row = await _timed("select_note", app.state.db.write(select))
     if row is None:
         raise HTTPException(status_code=404, detail="no such note")
     note = _note(row)
@@ -182,13 +196,12 @@ async def read_note(note_id: int):
 
 @app.get(API + "/notes")
 async def list_notes(limit: int = 20):
-    async def select():
-        async with app.state.pool.connection() as conn:
-            cur = await conn.execute(
-                "SELECT id, title, body, created_at FROM notes ORDER BY id DESC LIMIT %s", (min(max(limit, 1), 100),),
-            )
-            return await cur.fetchall()
-    return [_note(row) for row in await _timed("list_notes", select())]
+    async def select(conn):
+        cur = await conn.execute(
+            "SELECT id, title, body, created_at FROM notes ORDER BY id DESC LIMIT %s", (min(max(limit, 1), 100),),
+        )
+        return await cur.fetchall()
+    return [_note(row) for row in await _timed("list_notes", app.state.db.read(select))]
 
 
 @app.get(API + "/version")

@@ -18,6 +18,7 @@ class Settings:
     api_v1_str: str
     project_name: str
     database_url: str
+    database_read_url: str
     redis_url: str
     secret_key: str
     access_token_expire_minutes: int
@@ -28,6 +29,7 @@ class Settings:
     cache_ttl_seconds: int
     db_pool_min: int
     db_pool_max: int
+    db_retry_seconds: float
 
 
 def load():
@@ -37,6 +39,8 @@ def load():
         api_v1_str=_env("API_V1_STR", "/api/v1"),
         project_name=_env("PROJECT_NAME", "TeamFlow Enterprise"),
         database_url=_env("DATABASE_URL"),
+        # reads a replica may answer; empty: DATABASE_URL's
+        database_read_url=_env("DATABASE_READ_URL", ""),
         redis_url=_env("REDIS_URL"),
         secret_key=_env("SECRET_KEY"),
         access_token_expire_minutes=int(_env("ACCESS_TOKEN_EXPIRE_MINUTES", "15")),
@@ -47,4 +51,5 @@ def load():
         cache_ttl_seconds=int(_env("CACHE_TTL_SECONDS", "300")),
         db_pool_min=int(_env("DB_POOL_MIN", "2")),
         db_pool_max=int(_env("DB_POOL_MAX", "10")),
+        db_retry_seconds=float(_env("DB_RETRY_SECONDS", "30")),
     )

@@ -1,0 +1,161 @@
+"""Unit tests of the reference app's database layer (reference-app/backend/teamflow_app/db.py).
+
+The pools are fakes (the layer's own logic is under test: what it retries and what it refuses to);
+the app on a real Patroni cluster is what the scenarios test.
+"""
+
+import asyncio
+import sys
+
+import psycopg
+import pytest
+from psycopg_pool import PoolTimeout
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "reference-app" / "backend"))
+from teamflow_app import db  # noqa: E402
+
+pytestmark = pytest.mark.unit
+
+
+class FakeConnection:
+    def __init__(self, plan):
+        self.plan = plan
+        self.closed = False
+        self.commits = 0
+
+    async def commit(self):
+        outcome = self.plan.pop(0) if self.plan and self.plan[0] in ("commit-fails",) else None
+        if outcome == "commit-fails":
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        self.commits += 1
+
+    async def close(self):
+        self.closed = True
+
+
+class FakePool:
+    """connection() hands out connections; PLAN says what each attempt meets, in order."""
+
+    instances = []
+
+    def __init__(self, url, **kwargs):
+        self.url = url
+        self.plan = []
+        self.attempts = 0
+        self.connections = []
+        FakePool.instances.append(self)
+
+    def connection(self, timeout=None):
+        pool = self
+
+        class Context:
+            async def __aenter__(self):
+                pool.attempts += 1
+                if pool.plan and pool.plan[0] == "no-server":
+                    pool.plan.pop(0)
+                    raise PoolTimeout("couldn't get a connection")
+                conn = FakeConnection(pool.plan)
+                pool.connections.append(conn)
+                return conn
+
+            async def __aexit__(self, *exc):
+                return False
+
+        return Context()
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    async def sleep(self, seconds):
+        self.now += seconds
+
+
+def database(retry_seconds=5):
+    FakePool.instances = []
+    clock = Clock()
+    database = db.Database("host=a,b target_session_attrs=read-write", "host=a,b target_session_attrs=prefer-standby",
+                           1, 2, retry_seconds, "test", pool_class=FakePool, sleep=clock.sleep, clock=clock)
+    return database, FakePool.instances[0], FakePool.instances[1], clock
+
+
+def run(coroutine):
+    return asyncio.run(coroutine)
+
+
+def test_the_pools_get_the_writer_and_reader_urls():
+    _, writer, reader, _ = database()
+    assert "read-write" in writer.url and "prefer-standby" in reader.url
+
+
+def test_a_write_that_failed_before_commit_is_retried_until_the_leader_answers():
+    data, writer, _, _ = database()
+    writer.plan = ["no-server", "no-server", "no-server"]
+    calls = []
+
+    async def work(conn):
+        calls.append(conn)
+        return 42
+
+    assert run(data.write(work)) == 42
+    assert writer.attempts == 4 and len(calls) == 1 and calls[0].commits == 1
+
+
+def test_a_write_on_a_former_leader_closes_that_connection_and_is_retried():
+    data, writer, _, _ = database()
+    outcomes = [psycopg.errors.ReadOnlySqlTransaction("cannot execute INSERT in a read-only transaction"), None]
+
+    async def work(conn):
+        outcome = outcomes.pop(0)
+        if outcome:
+            raise outcome
+        return "written"
+
+    assert run(data.write(work)) == "written"
+    assert writer.connections[0].closed and writer.connections[1].commits == 1
+
+
+def test_a_write_whose_commit_got_no_answer_is_not_retried():
+    data, writer, _, _ = database()
+    writer.plan = ["commit-fails"]
+
+    async def work(conn):
+        return 1
+
+    with pytest.raises(db.CommitOutcomeUnknown):
+        run(data.write(work))
+    assert writer.attempts == 1
+
+
+def test_a_write_gives_up_after_the_retry_time():
+    data, writer, _, clock = database(retry_seconds=3)
+    writer.plan = ["no-server"] * 100
+
+    async def work(conn):
+        return 1
+
+    with pytest.raises(db.DatabaseUnavailable):
+        run(data.write(work))
+    assert 3 <= clock.now < 5
+
+
+def test_reads_are_retried_and_other_errors_are_not():
+    data, _, reader, _ = database()
+    reader.plan = ["no-server", "no-server"]
+
+    async def work(conn):
+        return "rows"
+
+    assert run(data.read(work)) == "rows" and reader.attempts == 3
+
+    async def broken(conn):
+        raise psycopg.errors.UndefinedTable("relation does not exist")
+
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        run(data.read(broken))
