@@ -122,7 +122,7 @@ def test_the_replica_refuses_writes(host):
 
 def test_the_primary_shows_the_replica_streaming_through_its_slot(host):
     rows = superuser_sql(PRIMARY, "SELECT application_name, state, sync_state FROM pg_stat_replication")
-    assert rows == "pg_replica|streaming|async"
+    assert rows == "pg-replica|streaming|sync"  # Patroni: the member's name, synchronous_mode
     assert superuser_sql(PRIMARY, "SELECT slot_name, active FROM pg_replication_slots") == "pg_replica|t"
     assert superuser_sql(REPLICA, "SELECT pg_is_in_recovery()") == "t"
 
