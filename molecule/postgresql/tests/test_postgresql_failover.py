@@ -126,7 +126,7 @@ def test_a_kill_9_of_the_leaders_postmaster_loses_no_commit(host):
         remote(old).run_expect([0], f"kill -9 {pid}")
         return at
 
-    figures = under_load(host, "kill9", 40, fault)
+    figures = under_load(host, "kill9", 25, fault)
     assert figures["lost_commits"] == 0
     assert figures["seconds_to_first_write"] is not None and figures["seconds_to_first_write"] <= 30
     assert figures["failed_reads"] == 0
@@ -162,7 +162,7 @@ def test_the_leaders_host_crashing_loses_no_commit_and_it_rejoins_as_a_replica(h
         subprocess.run(["docker", "kill", old], check=True, capture_output=True)
         return at
 
-    figures = under_load(host, "crash", 45, fault)
+    figures = under_load(host, "crash", 35, fault)
     assert figures["leader_after"] != old
     assert figures["lost_commits"] == 0
     assert figures["seconds_to_first_write"] is not None and figures["seconds_to_first_write"] <= 30
