@@ -19,7 +19,8 @@ ALERTS = {
     "TeamFlowApiLatencyP95High", "TeamFlowApiLatencyMeanHigh", "TeamFlowHttp5xxRatioHigh", "TeamFlowHealthCheckFailing",
     "HostDown", "ScrapeTargetDown", "HostDiskFillingUp", "HostMemoryPressure", "HostFileIntegrityChanged",
     "HostFileIntegrityCheckFailing", "PostgresqlDown", "PostgresqlReplicationLagHigh",
-    "PostgresqlConnectionsNearMax", "PostgresqlWalArchivingFailing", "RedisDown", "RedisEvicting",
+    "PostgresqlConnectionsNearMax", "PostgresqlWalArchivingFailing", "PostgresqlReplicaNotStreaming",
+    "PatroniDown", "PatroniNoLeader", "EtcdMemberDown", "EtcdNoQuorum", "RedisDown", "RedisEvicting",
     "CertificateExpiringSoon", "BackupTooOld", "BackupVerificationFailed",
 }
 
