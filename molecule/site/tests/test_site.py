@@ -285,13 +285,31 @@ def run_template(template, tmp_path, verbosity=0):
 
 APP_DEPLOY = next(t for t in TEMPLATES if t["playbook"] == "playbooks/deploy.yml")
 APP_ROLLBACK = next(t for t in TEMPLATES if t["playbook"] == "playbooks/rollback.yml")
-# App deploy and App rollback run under load, below
-NO_LOAD = [t for t in TEMPLATES if t not in (SITE_DEPLOY, APP_DEPLOY, APP_ROLLBACK)]
+SWITCHOVER = next(t for t in TEMPLATES if t["playbook"] == "playbooks/switchover.yml")
+# App deploy and App rollback run under load, below; the lab's PostgreSQL is not under Patroni yet
+NO_LOAD = [t for t in TEMPLATES if t not in (SITE_DEPLOY, APP_DEPLOY, APP_ROLLBACK, SWITCHOVER)]
 
 
 @pytest.mark.parametrize("template", NO_LOAD, ids=[t["name"].split(" - ", 1)[1] for t in NO_LOAD])
 def test_awx_job_template_runs_green_with_ansible_runner(host, template, tmp_path):
     run_template(template, tmp_path)
+
+
+def test_awx_switchover_refuses_a_database_tier_without_patroni(host, tmp_path):
+    """The lab's PostgreSQL runs without Patroni (postgresql_patroni: false): Database switchover stops
+    on its first task, naming the variable, and changes nothing (molecule/postgresql switches over a
+    Patroni cluster)."""
+    before = [scenario_host(name).check_output("systemctl show -p MainPID --value postgresql@15-main")
+              for name in (PRIMARY, REPLICA)]
+    with pytest.raises(AssertionError) as failed:
+        run_template(SWITCHOVER, tmp_path)
+    output = str(failed.value)
+    refused = re.findall(r'"msg": "(postgresql_patroni is false for [^"]*)"', output)
+    print(f"switchover without Patroni, {len(refused)} hosts refused: {refused[:1]}")
+    assert "postgresql_patroni is false for tf-db1" in output, output
+    assert "Find the cluster's leader" not in output, output
+    assert [scenario_host(name).check_output("systemctl show -p MainPID --value postgresql@15-main")
+            for name in (PRIMARY, REPLICA)] == before
 
 
 # --- the app tier's releases, under load: App deploy, a broken release, App rollback ---------
