@@ -15,11 +15,11 @@ import subprocess
 import time
 
 import pytest
-from scenario_helpers import ansible_playbook, scenario_host, wait_for
+from cluster import MEMBERS, leader, patroni, remote, streaming, superuser_sql
+from scenario_helpers import ansible_playbook, wait_for
 
 testinfra_hosts = ["ansible://pg-client"]
 
-MEMBERS = ["pg-primary", "pg-replica"]
 APP_PASSWORD = "molecule-app-password-0123456789"
 CA = "/tmp/pg-ca.crt"
 PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
@@ -55,37 +55,6 @@ while [ "$SECONDS" -lt "$end" ]; do
   sleep 0.1
 done
 """.replace("@PASSWORD@", APP_PASSWORD)
-
-
-def remote(name):
-    return scenario_host(name)
-
-
-def superuser_sql(name, sql):
-    return remote(name).check_output("runuser -u postgres -- psql -XAtq -d teamflow -c %s", sql)
-
-
-def patroni(name, path="patroni"):
-    """GET https://NAME:8008/PATH on the member itself; the JSON, or {} when it does not answer."""
-    result = remote(name).run("python3 -c %s %s", (
-        "import json, ssl, sys, urllib.request as u\n"
-        "c = ssl.create_default_context(cafile='/etc/teamflow-pki/ca.crt')\n"
-        "try:\n"
-        "    print(u.urlopen(sys.argv[1], context=c, timeout=5).read().decode())\n"
-        "except Exception:\n"
-        "    print('{}')\n"), f"https://{name}:8008/{path}")
-    return json.loads(result.stdout or "{}") if result.rc == 0 else {}
-
-
-def leader():
-    for name in MEMBERS:
-        if patroni(name).get("role") in ("master", "primary"):
-            return name
-    return None
-
-
-def streaming(name):
-    return superuser_sql(name, "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')") == "streaming"
 
 
 @pytest.fixture(scope="module", autouse=True)

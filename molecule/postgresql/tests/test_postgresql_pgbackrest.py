@@ -1,0 +1,106 @@
+"""pgBackRest follows the Patroni cluster (molecule scenario `postgresql`).
+
+Both members have the same configuration and run pgBackRest's TLS server; both repositories are on the
+S3 server on pg-client. Whichever member leads archives WAL and takes the backups (from the streaming
+replica), a replica's timer does nothing, and Patroni makes a new replica from the repository. These
+tests run after the faults of test_postgresql_failover.py, so either member may lead when they start.
+"""
+
+import json
+import os
+import pathlib
+
+from cluster import MEMBERS, leader, patroni, remote, streaming
+from scenario_helpers import ansible_playbook, wait_for
+
+testinfra_hosts = ["ansible://pg-client"]
+
+PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).resolve().parents[3]))
+CONF = "/etc/pgbackrest/pgbackrest.conf"
+API_PASSWORD = "molecule-patroni-api-password-0123"
+
+
+def pgbackrest(name, *args):
+    return remote(name).run("runuser -u postgres -- pgbackrest --stanza=teamflow %s", " ".join(args))
+
+
+def backups(name):
+    """The backups of the stanza as (repo, label), from NAME's view of the repositories."""
+    info = json.loads(pgbackrest(name, "--output=json", "info").stdout)[0]
+    return [(backup["database"]["repo-key"], backup["label"]) for backup in info["backup"]]
+
+
+def replica_of(name):
+    return next(member for member in MEMBERS if member != name)
+
+
+def test_every_member_has_the_same_repositories_and_serves_the_others():
+    files = {name: remote(name).file(CONF).content_string for name in MEMBERS}
+    repos = {name: sorted(line for line in text.splitlines() if line.startswith("repo")) for name, text in files.items()}
+    assert repos[MEMBERS[0]] == repos[MEMBERS[1]]
+    assert "repo1-type=s3" in repos[MEMBERS[0]] and "repo2-type=s3" in repos[MEMBERS[0]]
+    for name in MEMBERS:
+        other = replica_of(name)
+        assert f"tls-server-auth={other}=teamflow" in files[name]
+        assert remote(name).service("pgbackrest").is_running
+        # pg2 is the other member, through its TLS server
+        address = remote(other).check_output("hostname -I").split()[0]
+        assert f"pg2-host={address}" in files[name]
+
+
+def test_a_replicas_timer_takes_no_backup():
+    first = leader()
+    replica = replica_of(first)
+    before = backups(first)
+    result = remote(replica).run("/usr/local/sbin/pgbackrest-backup incr")
+    print(f"pgbackrest-backup on the replica {replica}: rc {result.rc}, {result.stdout.strip()}")
+    assert result.rc == 0, result.stderr
+    assert "is a replica" in result.stdout
+    assert backups(first) == before
+
+
+def test_the_leaders_backup_reads_the_streaming_replica():
+    first = leader()
+    assert streaming(replica_of(first))
+    before = backups(first)
+    result = remote(first).run("/usr/local/sbin/pgbackrest-backup incr 1")
+    print(f"pgbackrest-backup on the leader {first}: rc {result.rc}, "
+          f"{[line for line in result.stdout.splitlines() if 'standby' in line]}")
+    assert result.rc == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "this member leads; incr backup with --backup-standby" in result.stdout
+    assert len([repo for repo, _ in backups(first) if repo == 1]) == len([repo for repo, _ in before if repo == 1]) + 1
+    metric = remote(first).file("/var/lib/prometheus/node-exporter/pgbackrest_incr_repo1.prom").content_string
+    assert 'pgbackrest_backup_last_run_success{stanza="teamflow",type="incr",repo="1"} 1' in metric
+
+
+def test_wal_is_archived_by_whichever_member_leads():
+    for step in ("before", "after"):
+        current = wait_for(leader, 60)
+        check = pgbackrest(current, "check")
+        print(f"pgbackrest check on the leader {current} ({step} a switchover): rc {check.rc}")
+        assert check.rc == 0, check.stdout[-2000:] + check.stderr[-2000:]
+        if step == "before":
+            result = ansible_playbook(PROJECT / "playbooks" / "switchover.yml")
+            assert result.returncode == 0, result.stdout[-3000:]
+            assert wait_for(lambda: leader() not in (None, current), 60)
+            assert wait_for(lambda: streaming(current), 60)
+
+
+def test_patroni_makes_a_new_replica_from_the_repository():
+    replica = replica_of(leader())
+    since = remote(replica).check_output("date '+%Y-%m-%d %H:%M:%S'")
+    reinit = remote(replica).run("python3 -c %s %s", (
+        "import base64, json, ssl, sys, urllib.request as u\n"
+        "c = ssl.create_default_context(cafile='/etc/teamflow-pki/ca.crt')\n"
+        "c.load_cert_chain('/etc/teamflow-pki/patroni.crt', '/etc/teamflow-pki/patroni.key')\n"
+        "r = u.Request(sys.argv[1], data=json.dumps({'force': True}).encode(), method='POST', headers={\n"
+        "    'Content-Type': 'application/json',\n"
+        "    'Authorization': 'Basic ' + base64.b64encode(b'patroni:" + API_PASSWORD + "').decode()})\n"
+        "print(u.urlopen(r, context=c, timeout=30).status)\n"), f"https://{replica}:8008/reinit")
+    assert reinit.rc == 0 and reinit.stdout.strip() == "200", reinit.stderr
+    back = wait_for(lambda: patroni(replica).get("state") == "running" and streaming(replica), 120, interval=2)
+    journal = remote(replica).check_output(f"journalctl -u patroni@15-main --since '{since}' --no-pager -o cat")
+    created = [line for line in journal.splitlines() if "replica has been created" in line]
+    print(f"reinit of {replica}: {created}")
+    assert back, f"{replica} does not stream 120 s after its reinit"
+    assert any("pgbackrest" in line for line in created), journal[-3000:]
