@@ -73,17 +73,28 @@ def test_the_leaders_backup_reads_the_streaming_replica():
     assert 'pgbackrest_backup_last_run_success{stanza="teamflow",type="incr",repo="1"} 1' in metric
 
 
-def test_wal_is_archived_by_whichever_member_leads():
-    for step in ("before", "after"):
-        current = wait_for(leader, 60)
-        check = pgbackrest(current, "check")
-        print(f"pgbackrest check on the leader {current} ({step} a switchover): rc {check.rc}")
-        assert check.rc == 0, check.stdout[-2000:] + check.stderr[-2000:]
-        if step == "before":
-            result = ansible_playbook(PROJECT / "playbooks" / "switchover.yml")
-            assert result.returncode == 0, result.stdout[-3000:]
-            assert wait_for(lambda: leader() not in (None, current), 60)
-            assert wait_for(lambda: streaming(current), 60)
+def test_wal_and_backups_follow_the_leader_through_a_switchover():
+    first = wait_for(leader, 60)
+    check = pgbackrest(first, "check")
+    assert check.rc == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    result = ansible_playbook(PROJECT / "playbooks" / "switchover.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert wait_for(lambda: leader() not in (None, first), 60)
+    second = leader()
+    assert wait_for(lambda: streaming(first), 60)
+    # the new leader's archive_command reaches both repositories
+    check = pgbackrest(second, "check")
+    print(f"pgbackrest check on {first}, then on {second} after the switchover: rc {check.rc}")
+    assert check.rc == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    # playbooks/backup.yml starts the unit on both members: the new leader takes it
+    before = backups(second)
+    result = ansible_playbook(PROJECT / "playbooks" / "backup.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    after = backups(second)
+    new = sorted(set(after) - set(before))
+    print(f"playbooks/backup.yml with {second} leading: new backups {new}")
+    assert sorted(repo for repo, _ in new) == [1, 2]
+    assert "this member leads" in remote(second).check_output("journalctl -u pgbackrest-backup@incr -n 50 --no-pager -o cat")
 
 
 def test_patroni_makes_a_new_replica_from_the_repository():
