@@ -26,7 +26,9 @@ BASELINE = {
     "hardening": {"hardening_ssh_admin_networks": ["192.0.2.0/24"]},
     "nginx": {"nginx_server_names": ["teamflow.example.com"], "nginx_upstream_servers": ["192.0.2.10"]},
     "node_exporter": {"node_exporter_basic_auth_users": {"prometheus": PASSWORD}},
-    "pgbackrest": {"pgbackrest_cipher_pass": PASSWORD + PASSWORD},
+    # under Patroni (the inventory below has an etcd group) both repositories are on S3
+    "pgbackrest": {"pgbackrest_cipher_pass": PASSWORD + PASSWORD, "pgbackrest_s3_bucket": "teamflow-backups",
+                   "pgbackrest_s3_key": "PREFLIGHTKEY", "pgbackrest_s3_key_secret": PASSWORD},
     "postgresql": {"postgresql_app_password": PASSWORD, "postgresql_replication_password": PASSWORD,
                    "postgresql_rewind_password": PASSWORD, "postgresql_patroni_restapi_password": PASSWORD},
     "prometheus": {"prometheus_node_exporter_password": PASSWORD},
@@ -68,6 +70,9 @@ BAD = [
     ("postgresql", {"postgresql_patroni_ttl": 10}, "postgresql_patroni_ttl (10) must be at least"),
     ("postgresql", {"postgresql_rewind_password": SHORT_SECRET}, "postgresql_rewind_password must be at least 16"),
     ("pgbackrest", {"pgbackrest_incr_on_calendar": "*:*/5"}, "pgbackrest_incr_on_calendar is '*:*/5'"),
+    ("pgbackrest", {"pgbackrest_repo1_type": "tape"}, "pgbackrest_repo1_type is tape: it is posix or s3"),
+    ("pgbackrest", {"pgbackrest_repo1_s3_bucket": ""}, "pgbackrest_repo1_type is s3: it is posix or s3; s3 needs"),
+    ("pgbackrest", {"pgbackrest_s3_key_secret": ""}, "give pgbackrest_s3_endpoint, pgbackrest_s3_key and"),
 ]
 
 
