@@ -120,3 +120,12 @@ def test_patroni_makes_a_new_replica_from_the_repository():
     print(f"reinit of {replica}: {made}, streaming {time.time() - started:.1f} s after the request")
     assert any("using pgbackrest" in line for line in made), made
     assert back, f"{replica} does not stream 120 s after its reinit"
+
+
+def test_backup_verification_restores_the_clusters_backup():
+    """playbooks/backup_verify.yml on the first primary host, whichever member leads: the newest backup of
+    repo1 restores into a scratch cluster and answers, and the WAL since it is all in the archive."""
+    result = ansible_playbook(PROJECT / "playbooks" / "backup_verify.yml", "-e", "verify_repo=1")
+    report = [line.strip() for line in result.stdout.splitlines() if "repo1: newest full" in line or "segments in place" in line]
+    print(f"backup verification with {leader()} leading: {report}")
+    assert result.returncode == 0, result.stdout[-3000:]
