@@ -89,6 +89,8 @@ REACHABLE = [
     ("tf-app1", "tf-db1", 5432),
     ("tf-app2", "tf-cache1", 6379),
     ("tf-db2", "tf-db1", 5432),
+    # the other way too: under Patroni either may lead
+    ("tf-db1", "tf-db2", 5432),
     ("tf-web1", "tf-app2", 8000),
     ("tf-mon1", "tf-app1", 8000),
     ("tf-mon1", "tf-web1", 9100),
