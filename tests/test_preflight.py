@@ -70,8 +70,9 @@ BAD = [
     ("postgresql", {"postgresql_patroni_ttl": 10}, "postgresql_patroni_ttl (10) must be at least"),
     ("postgresql", {"postgresql_rewind_password": SHORT_SECRET}, "postgresql_rewind_password must be at least 16"),
     ("pgbackrest", {"pgbackrest_incr_on_calendar": "*:*/5"}, "pgbackrest_incr_on_calendar is '*:*/5'"),
-    ("pgbackrest", {"pgbackrest_repo1_type": "tape"}, "pgbackrest_repo1_type is tape: it is posix or s3"),
-    ("pgbackrest", {"pgbackrest_repo1_s3_bucket": ""}, "pgbackrest_repo1_type is s3: it is posix or s3; s3 needs"),
+    ("pgbackrest", {"pgbackrest_repo1_type": "tape"}, "pgbackrest_repo1_type is 'tape', not posix or s3"),
+    ("pgbackrest", {"pgbackrest_repo1_s3_bucket": ""}, "pgbackrest_repo1_type is s3: pgbackrest_repo1_s3_bucket ('')"),
+    ("pgbackrest", {"pgbackrest_repo1_path": "/pgbackrest"}, "must not be repo2's bucket and path"),
     ("pgbackrest", {"pgbackrest_s3_key_secret": ""}, "give pgbackrest_s3_endpoint, pgbackrest_s3_key and"),
 ]
 
