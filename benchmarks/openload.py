@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
 """Open-model HTTP load: requests start at a constant arrival rate, whatever the server does.
 
-    openload.py --url URL [--url URL ...] --rate 20 --duration 45 [--cafile PEM] [--out result.json]
+    openload.py --url URL [--url URL ...] [--post URL ...] --rate 20 --duration 45 [--cafile PEM]
+                [--out result.json] [--written writes.txt]
 
 Request i is due at start + i/rate; a pool of threads sends it (a new connection
 per request, as a browser's first visit does) and its latency is measured from
 that due time, not from when a thread got to it, so a stalled server shows up
 in the percentiles instead of slowing the client down (no coordinated omission).
-URLs are used in turn. Standard library only, so it runs on a bare Debian host.
+URLs are used in turn: each --url is a GET, each --post a POST of a JSON body
+({"title": "openload-<run>-<index>"}), a write. Standard library only, so it runs
+on a bare Debian host.
 
 Prints and writes a JSON summary: sent, completed, by_status, errors (no
-response: refused, reset, timeout), non_2xx, latency percentiles in ms, and the
-first error samples.
+response: refused, reset, timeout), non_2xx, latency percentiles in ms, the
+first error samples, and by_url: for each URL, its requests, the failed ones
+(no response or not 2xx), its slowest answer and `longest_gap_s`, the longest
+time between two of its successful answers (how long it was out during a fault).
+--written keeps each acknowledged write (2xx to a --post) as a line
+"<sent epoch s> <answered epoch s> <response body>", to count lost writes with.
 """
 
 import argparse
@@ -35,7 +42,8 @@ def percentile(sorted_values, q):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", action="append", required=True)
+    parser.add_argument("--url", action="append", default=[], help="a URL to GET")
+    parser.add_argument("--post", action="append", default=[], help="a URL to POST a JSON note to (a write)")
     parser.add_argument("--rate", type=float, default=20, help="requests per second")
     parser.add_argument("--duration", type=float, default=30, help="seconds of arrivals")
     parser.add_argument("--timeout", type=float, default=10, help="seconds per request")
@@ -44,28 +52,39 @@ def main(argv=None):
     parser.add_argument("--header", action="append", default=[], help="NAME: VALUE, on every request")
     parser.add_argument("--out", help="also write the summary here")
     parser.add_argument("--stop-file", help="stop sending (before --duration ends) once this file exists")
+    parser.add_argument("--written", help="write each acknowledged write's times and response body here")
     args = parser.parse_args(argv)
+    if not args.url and not args.post:
+        parser.error("give at least one --url or --post")
 
     context = ssl.create_default_context(cafile=args.cafile)
-    targets = [urllib.parse.urlsplit(u) for u in args.url]
+    targets = [("GET", urllib.parse.urlsplit(u)) for u in args.url] + [("POST", urllib.parse.urlsplit(u)) for u in args.post]
+    run = "%x" % int(time.time())
     headers = dict(h.split(":", 1) for h in args.header)
     headers = {k.strip(): v.strip() for k, v in headers.items()}
     lock = threading.Lock()
     results = []
+    written = []
 
     def one(index, due):
-        target = targets[index % len(targets)]
+        method, target = targets[index % len(targets)]
         path = (target.path or "/") + (("?" + target.query) if target.query else "")
-        status, error = None, None
+        status, error, body = None, None, b""
+        sent = time.time()
         try:
             if target.scheme == "https":
                 conn = http.client.HTTPSConnection(target.hostname, target.port or 443, timeout=args.timeout, context=context)
             else:
                 conn = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=args.timeout)
             try:
-                conn.request("GET", path, headers=dict(headers, **{"X-Request-ID": "openload-%d" % index}))
+                request_headers = dict(headers, **{"X-Request-ID": "openload-%s-%d" % (run, index)})
+                payload = None
+                if method == "POST":
+                    payload = json.dumps({"title": "openload-%s-%d" % (run, index)}).encode()
+                    request_headers["Content-Type"] = "application/json"
+                conn.request(method, path, body=payload, headers=request_headers)
                 response = conn.getresponse()
-                response.read()
+                body = response.read()
                 status = response.status
             finally:
                 conn.close()
@@ -73,7 +92,10 @@ def main(argv=None):
             error = "%s: %s" % (type(exc).__name__, exc)
         latency = (time.monotonic() - due) * 1000
         with lock:
-            results.append((index, target.geturl(), status, error, latency, time.time()))
+            results.append((index, ("POST " if method == "POST" else "") + target.geturl(), status, error, latency,
+                            time.time()))
+            if method == "POST" and status is not None and 200 <= status < 300 and args.written:
+                written.append("%.3f %.3f %s" % (sent, time.time(), body.decode(errors="replace").replace("\n", " ")))
 
     total = int(args.rate * args.duration)
     started = time.monotonic()
@@ -95,6 +117,17 @@ def main(argv=None):
         key = str(r[2]) if r[2] is not None else "error"
         by_status[key] = by_status.get(key, 0) + 1
     latencies = sorted(r[4] for r in results if r[3] is None)
+    by_url = {}
+    for method, target in targets:
+        key = ("POST " if method == "POST" else "") + target.geturl()
+        mine = [r for r in results if r[1] == key]
+        answered = sorted(r[5] for r in mine if r[2] is not None and 200 <= r[2] < 300)
+        by_url.setdefault(key, {
+            "sent": len(mine),
+            "failed": sum(1 for r in mine if r[2] is None or not 200 <= r[2] < 300),
+            "latency_max_ms": round(max((r[4] for r in mine), default=0), 2),
+            "longest_gap_s": round(max((b - a for a, b in zip(answered, answered[1:])), default=0), 2),
+        })
     summary = {
         "sent": total,
         "completed": len(results),
@@ -108,7 +141,12 @@ def main(argv=None):
         "error_samples": [{"index": r[0], "url": r[1], "error": r[3], "at": r[5]} for r in errors[:10]],
         "non_2xx_samples": [{"index": r[0], "url": r[1], "status": r[2], "at": r[5]}
                             for r in results if r[2] is not None and not 200 <= r[2] < 300][:10],
+        "by_url": by_url,
     }
+    if args.written:
+        with open(args.written + ".tmp", "w", encoding="utf-8") as handle:
+            handle.write("".join(line + "\n" for line in written))
+        os.replace(args.written + ".tmp", args.written)
     text = json.dumps(summary, indent=2)
     if args.out:
         with open(args.out + ".tmp", "w", encoding="utf-8") as handle:

@@ -128,3 +128,18 @@ def test_a_controller_that_cannot_hash_bcrypt_is_refused_saying_what_to_install(
     assert rc != 0, out[-3000:]
     assert message in out and "pip install 'passlib>=1.7.4' 'bcrypt>=3.1,<4.1'" in out, out[-3000:]
     assert "ok=" in out and "changed=0" in out
+
+
+@pytest.mark.static
+def test_a_switchover_of_a_tier_without_patroni_stops_at_its_first_task_naming_the_variable(tmp_path):
+    """playbooks/switchover.yml on a database host whose PostgreSQL does not run under Patroni: the first task
+    refuses, naming postgresql_patroni, before anything asks for a leader (the controller is the host)."""
+    inventory = tmp_path / "inventory.json"
+    inventory.write_text(json.dumps({"all": {"children": {"db_primary": {"hosts": {"localhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
+        "postgresql_patroni": False}}}}}}))
+    rc, out = run(["ansible-playbook", "-i", inventory, "--check", str(ROOT / "playbooks" / "switchover.yml")],
+                  f"switchover-{tmp_path.name}", env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT)})
+    assert rc != 0, out[-3000:]
+    assert "postgresql_patroni is false for localhost" in out, out[-3000:]
+    assert "Find the cluster's leader" not in out and "changed=0" in out, out[-3000:]

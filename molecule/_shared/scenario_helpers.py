@@ -3,6 +3,7 @@
     from scenario_helpers import ansible_playbook, scenario_host, task_outcomes
 """
 
+import json
 import os
 import pathlib
 import subprocess
@@ -93,3 +94,39 @@ def wait_for(check, timeout, interval=2):
         if value or time.monotonic() > deadline:
             return value
         time.sleep(interval)
+
+
+# --- a Patroni cluster (molecule/postgresql, the site lab) ------------------------------------
+
+def superuser_sql(name, sql, database="teamflow"):
+    """SQL as postgres on host NAME (over its local socket); psql's unaligned output."""
+    return scenario_host(name).check_output(f"runuser -u postgres -- psql -XAtq -d {database} -c %s", sql)
+
+
+_PATRONI_GET = """
+import json, ssl, sys, urllib.request as u
+c = ssl.create_default_context(cafile='/etc/teamflow-pki/ca.crt')
+try:
+    print(u.urlopen(sys.argv[1], context=c, timeout=5).read().decode())
+except Exception:
+    print('{}')
+"""
+
+
+def patroni_api(name, path="patroni"):
+    """GET https://NAME:8008/PATH on the member itself; the JSON, or {} when it does not answer."""
+    result = scenario_host(name).run("python3 -c %s %s", _PATRONI_GET, f"https://{name}:8008/{path}")
+    return json.loads(result.stdout or "{}") if result.rc == 0 else {}
+
+
+def patroni_leader(members):
+    """The member of MEMBERS that leads, by its own REST API; None when none does."""
+    for name in members:
+        if patroni_api(name).get("role") in ("master", "primary"):
+            return name
+    return None
+
+
+def wal_streaming(name):
+    """Whether NAME's WAL receiver streams from a leader."""
+    return superuser_sql(name, "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')") == "streaming"

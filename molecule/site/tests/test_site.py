@@ -8,7 +8,9 @@ every AWX job template through ansible-runner, then the app tier's releases unde
 load (App deploy to 1.1.0, a broken 3.0.0 that must stop at the first host, App
 rollback to the lab's release) and a changed environment. The host baseline
 (firewall, SSH, lynis) is test_site_hardening.py's, which runs after this file, and
-the tiers' exporters test_site_monitoring.py's, last.
+the tiers' exporters test_site_monitoring.py's, last. test_site.py ends with the database tier
+under faults (a switchover through its AWX template, a kill -9 of the leader's postmaster, the
+leader's host stopped, a switchover to a named replica), under load through the load balancer.
 """
 
 import json
@@ -21,7 +23,8 @@ import uuid
 import ansible_runner
 import pytest
 import yaml
-from scenario_helpers import PROJECT, ansible_playbook, prometheus_api, scenario_host, wait_for
+from scenario_helpers import (PROJECT, ansible_playbook, patroni_api, patroni_leader, prometheus_api, scenario_host,
+                              superuser_sql, wait_for, wal_streaming)
 
 testinfra_hosts = ["docker://tf-acme"]
 
@@ -164,7 +167,7 @@ def test_node_exporter_answers_the_monitoring_host_on_every_host_over_tls_with_b
 
 SCRAPED = {"prometheus": {"tf-mon1"}, "node": set(HOSTS), "teamflow_app": set(APPS), "nginx": {WEB},
            "postgresql": {PRIMARY, REPLICA}, "redis": {CACHE}, "teamflow_health": {f"https://{WEB}/health"},
-           "etcd": {PRIMARY, REPLICA, "tf-mon1"}}
+           "etcd": {PRIMARY, REPLICA, "tf-mon1"}, "patroni": {PRIMARY, REPLICA}}
 
 
 def test_prometheus_scrapes_every_host_and_exporter_and_all_are_up(host):
@@ -290,30 +293,13 @@ def run_template(template, tmp_path, verbosity=0):
 APP_DEPLOY = next(t for t in TEMPLATES if t["playbook"] == "playbooks/deploy.yml")
 APP_ROLLBACK = next(t for t in TEMPLATES if t["playbook"] == "playbooks/rollback.yml")
 SWITCHOVER = next(t for t in TEMPLATES if t["playbook"] == "playbooks/switchover.yml")
-# App deploy and App rollback run under load, below; the lab's PostgreSQL is not under Patroni yet
+# App deploy, App rollback and Database switchover run under load, below
 NO_LOAD = [t for t in TEMPLATES if t not in (SITE_DEPLOY, APP_DEPLOY, APP_ROLLBACK, SWITCHOVER)]
 
 
 @pytest.mark.parametrize("template", NO_LOAD, ids=[t["name"].split(" - ", 1)[1] for t in NO_LOAD])
 def test_awx_job_template_runs_green_with_ansible_runner(host, template, tmp_path):
     run_template(template, tmp_path)
-
-
-def test_awx_switchover_refuses_a_database_tier_without_patroni(host, tmp_path):
-    """The lab's PostgreSQL runs without Patroni (postgresql_patroni: false): Database switchover stops
-    on its first task, naming the variable, and changes nothing (molecule/postgresql switches over a
-    Patroni cluster)."""
-    before = [scenario_host(name).check_output("systemctl show -p MainPID --value postgresql@15-main")
-              for name in (PRIMARY, REPLICA)]
-    with pytest.raises(AssertionError) as failed:
-        run_template(SWITCHOVER, tmp_path)
-    output = str(failed.value)
-    refused = re.findall(r'"msg": "(postgresql_patroni is false for [^"]*)"', output)
-    print(f"switchover without Patroni, {len(refused)} hosts refused: {refused[:1]}")
-    assert "postgresql_patroni is false for tf-db1" in output, output
-    assert "Find the cluster's leader" not in output, output
-    assert [scenario_host(name).check_output("systemctl show -p MainPID --value postgresql@15-main")
-            for name in (PRIMARY, REPLICA)] == before
 
 
 # --- the app tier's releases, under load: App deploy, a broken release, App rollback ---------
@@ -457,3 +443,153 @@ def test_a_changed_environment_restarts_the_app_on_the_host_converged_only(host)
     run = ansible_playbook(PROJECT / "playbooks" / "site.yml", "--tags", "app", "--limit", first)
     assert run.returncode == 0, run.stdout[-4000:]
     assert json.loads(app_get(first, "/health"))["status"] == "ok"
+
+
+# --- the database tier under faults, under load -------------------------------------------------
+# The lab's PostgreSQL runs under Patroni on tf-db1 (the first leader) and tf-db2. The client sends
+# open-model load through the load balancer: /health, a list of notes (the app's read pool: a
+# replica while one answers) and new notes (writes: the leader), 3 of each a second. The app waits
+# for a leader up to DB_RETRY_SECONDS (30) and retries a transaction that failed before its COMMIT;
+# a COMMIT whose outcome is unknown is answered 503, never retried. Each fault prints what users saw.
+
+MEMBERS = [PRIMARY, REPLICA]
+READ, WRITE = f"https://{WEB}/api/v1/notes?limit=5", f"https://{WEB}/api/v1/notes"
+
+
+def under_load(host, label, seconds, fault):
+    """Load for SECONDS; FAULT() runs after 5 s and returns its time (epoch s). The figures, printed."""
+    host.run_expect([0], "rm -f /tmp/%s.json /tmp/%s.written", label, label)
+    host.run_expect([0], f"nohup openload --rate 9 --duration {seconds} --timeout 40 --cafile {ROOT_PEM} "
+                    f"--url https://{WEB}/health --url '{READ}' --post {WRITE} --out /tmp/{label}.json "
+                    f"--written /tmp/{label}.written > /tmp/{label}.log 2>&1 &")
+    time.sleep(5)
+    fault_at = fault()
+    done = wait_for(lambda: host.file(f"/tmp/{label}.json").exists, seconds + 60, interval=1)
+    assert done, host.file(f"/tmp/{label}.log").content_string
+    load = json.loads(host.file(f"/tmp/{label}.json").content_string)
+    written = [line.split(" ", 2) for line in host.file(f"/tmp/{label}.written").content_string.splitlines()]
+    acknowledged = [json.loads(body)["id"] for _, _, body in written]
+    after = [float(answered) for sent, answered, _ in written if float(sent) >= fault_at]
+    found = wait_for(lambda: patroni_leader(MEMBERS), 60)
+    present = superuser_sql(found, "SELECT count(*) FROM notes WHERE id = ANY(string_to_array('%s', ',')::bigint[])"
+                            % ",".join(map(str, acknowledged or [0])))
+    by_url = load["by_url"]
+    figures = {
+        "requests": load["sent"], "failed": load["errors"] + load["non_2xx"],
+        "writes": by_url[f"POST {WRITE}"]["sent"], "failed_writes": by_url[f"POST {WRITE}"]["failed"],
+        "reads": by_url[READ]["sent"], "failed_reads": by_url[READ]["failed"],
+        "failed_health": by_url[f"https://{WEB}/health"]["failed"],
+        "seconds_to_first_write": round(min(after) - fault_at, 1) if after else None,
+        "longest_write_gap_s": by_url[f"POST {WRITE}"]["longest_gap_s"],
+        "slowest_write_ms": by_url[f"POST {WRITE}"]["latency_max_ms"],
+        "lost_writes": len(acknowledged) - int(present), "leader_after": found,
+    }
+    print(f"{label}: {json.dumps(figures)}")
+    if figures["failed"]:
+        print(f"{label}: failed samples {load['error_samples'][:3]} {load['non_2xx_samples'][:3]}")
+    return figures
+
+
+def rejoins(name, since, timeout=90):
+    """Seconds from SINCE until NAME is a running replica that streams; None if not within TIMEOUT."""
+    back = wait_for(lambda: patroni_api(name).get("role") == "replica" and patroni_api(name).get("state") in
+                    ("running", "streaming") and wal_streaming(name), timeout, interval=1)
+    return round(time.time() - since, 1) if back else None
+
+
+def container_address(name):
+    return subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_the_database_tier_is_one_patroni_cluster_with_a_synchronous_replica(host):
+    cluster = wait_for(lambda: patroni_api(PRIMARY, "cluster").get("members"), 30)
+    roles = {member["name"]: (member["role"], member["state"]) for member in cluster}
+    print(f"the lab's Patroni cluster: {roles}")
+    assert roles[PRIMARY][0] in ("leader", "master", "primary"), roles
+    assert roles[REPLICA] in (("sync_standby", "streaming"), ("sync_standby", "running")), roles
+    assert wal_streaming(REPLICA)
+    # Patroni runs PostgreSQL: Debian's postgresql.service does not start the cluster at boot
+    for name in MEMBERS:
+        assert scenario_host(name).file("/etc/postgresql/15/main/start.conf").content_string == "manual\n"
+        assert scenario_host(name).service("patroni@15-main").is_enabled
+
+
+def test_a_switchover_through_its_awx_template_under_load_fails_no_request_and_loses_no_write(host, tmp_path):
+    """Database switchover (Patroni picks the replica), as AWX runs it."""
+    old = patroni_leader(MEMBERS)
+
+    def fault():
+        at = time.time()
+        run_template(SWITCHOVER, tmp_path)
+        return at
+
+    figures = under_load(host, "switchover", 40, fault)
+    assert figures["leader_after"] not in (None, old), figures
+    assert figures["lost_writes"] == 0 and figures["failed"] == 0, figures
+    assert figures["seconds_to_first_write"] is not None and figures["seconds_to_first_write"] <= 30, figures
+    since = time.time()
+    seconds = rejoins(old, since, 60)
+    print(f"switchover: {old} -> {figures['leader_after']}; {old} streams {seconds} s after the run")
+    assert seconds is not None, f"{old} does not stream 60 s after the switchover"
+
+
+def test_a_kill_9_of_the_leaders_postmaster_under_load_loses_no_write_and_fails_no_read(host):
+    old = patroni_leader(MEMBERS)
+
+    def fault():
+        pid = scenario_host(old).check_output("head -1 /var/lib/postgresql/15/main/postmaster.pid")
+        at = time.time()
+        scenario_host(old).run_expect([0], f"kill -9 {pid}")
+        return at
+
+    figures = under_load(host, "kill9", 30, fault)
+    assert figures["lost_writes"] == 0 and figures["failed_reads"] == 0, figures
+    assert figures["seconds_to_first_write"] is not None and figures["seconds_to_first_write"] <= 30, figures
+    assert wait_for(lambda: all(patroni_api(name).get("state") in ("running", "streaming") for name in MEMBERS), 60)
+    replica = next(name for name in MEMBERS if name != patroni_leader(MEMBERS))
+    seconds = rejoins(replica, time.time(), 60)
+    print(f"kill9: {old}'s postmaster killed, {figures['leader_after']} leads, {replica} streams ({seconds} s)")
+    assert seconds is not None, f"{replica} does not stream 60 s after the kill"
+
+
+def test_the_leaders_host_stopped_under_load_loses_no_write_and_it_rejoins_as_a_replica(host):
+    """The leader's container is killed (a power cut), then started again: it must come back as a replica
+    of the new leader by itself (pg_rewind when needed), within 60 s of its start."""
+    old = patroni_leader(MEMBERS)
+    address = container_address(old)
+
+    def fault():
+        at = time.time()
+        subprocess.run(["docker", "kill", old], check=True, capture_output=True)
+        return at
+
+    try:
+        figures = under_load(host, "host-stopped", 40, fault)
+    finally:
+        subprocess.run(["docker", "start", old], check=True, capture_output=True)
+    started = time.time()
+    assert container_address(old) == address
+    assert figures["leader_after"] not in (None, old), figures
+    assert figures["lost_writes"] == 0 and figures["failed_reads"] == 0, figures
+    assert figures["seconds_to_first_write"] is not None and figures["seconds_to_first_write"] <= 30, figures
+    seconds = rejoins(old, started, 90)
+    print(f"host-stopped: {old} -> {figures['leader_after']}; {old} streams {seconds} s after its start")
+    assert seconds is not None and seconds <= 60, f"{old} is not a streaming replica 60 s after its start ({seconds})"
+
+
+def test_a_switchover_to_a_named_replica_under_load_fails_no_request(host):
+    """playbooks/switchover.yml with switchover_candidate: the lab ends led by the replica it names."""
+    old = patroni_leader(MEMBERS)
+    candidate = next(name for name in MEMBERS if name != old)
+
+    def fault():
+        at = time.time()
+        result = ansible_playbook(PROJECT / "playbooks" / "switchover.yml", "-e", f"switchover_candidate={candidate}")
+        assert result.returncode == 0, result.stdout[-3000:]
+        return at
+
+    figures = under_load(host, "switchover-candidate", 40, fault)
+    assert figures["leader_after"] == candidate, figures
+    assert figures["lost_writes"] == 0 and figures["failed"] == 0, figures
+    assert rejoins(old, time.time(), 60) is not None, f"{old} does not stream 60 s after the switchover"
