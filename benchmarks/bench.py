@@ -10,6 +10,11 @@ Runs on the lab (molecule scenario `site`, inventories/lab), from scratch:
             Redis) and the same straight at one app host
   deploy    a rolling deploy of the app tier (1.0.0 -> 1.1.0), then rollback.yml (back to
             1.0.0), each under steady load
+  failover  open-model load through the load balancer (/health, a list of notes from
+            the read pool, new notes) while the database tier loses its leader: a
+            switchover, a kill -9 of the leader's postmaster, the leader's host killed
+            and started again; failed writes and reads, seconds to the first write,
+            lost writes, seconds until the old leader streams again
   backup    pgbench database of a few GB: full and incremental backups per compression
             type, the verification restore, the recovery point after a hard kill
   scale     four more app hosts join (site.yml), the no-op rerun with six app hosts
@@ -37,9 +42,11 @@ import subprocess
 import sys
 import time
 import traceback
+from functools import lru_cache
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import openload  # noqa: E402 - the sibling module (the load client), for its fault figures
 import report  # noqa: E402 - the sibling module, also a command of its own
 import plots  # noqa: E402 - the same, for the pictures
 
@@ -49,9 +56,11 @@ LOGS = RESULTS / "logs"
 VAULT = ROOT / ".lab" / "vault-password"
 LAB_INVENTORY = ROOT / "inventories" / "lab"
 SCALE_INVENTORY = ROOT / "benchmarks" / "inventory" / "six-app-hosts.yml"
-PHASES = ("lab", "converge", "load", "deploy", "backup", "scale")
+PHASES = ("lab", "converge", "load", "deploy", "failover", "backup", "scale")
 CLIENT = "tf-mon1"          # in the monitoring group: the firewall lets it reach the app port too
-WEB, APP, PRIMARY = "tf-web1", "tf-app1", "tf-db1"
+WEB, APP = "tf-web1", "tf-app1"
+VERIFY_HOST = "tf-db1"       # the verification restores run here (any member: the repositories are on S3)
+FAILOVER_CLIENT = "tf-acme"  # outside the stack, as a user is: it trusts pebble's root only
 STANZA = "teamflow"
 INCR_TRANSACTIONS = 20000   # pgbench transactions (2 clients) before each incremental backup
 
@@ -374,13 +383,132 @@ def phase_deploy(args, out):
             raise RuntimeError(f"{host} runs {running} after rollback.yml, not {lab_version}")
 
 
-def psql(sql, database="bench", label=None, check=True):
-    return dexec(PRIMARY, f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d {database} -c {shlex.quote(sql)}",
-                 label=label, check=check)[1].strip()
+@lru_cache(maxsize=None)
+def database_hosts():
+    return tuple(inventory_hosts([LAB_INVENTORY], "db_primary") + inventory_hosts([LAB_INVENTORY], "db_replica"))
+
+
+def leader(timeout=90):
+    """The database host that takes writes (the Patroni cluster's leader); waits up to TIMEOUT s for one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for name in database_hosts():
+            rc, out, _ = dexec(name, "runuser -u postgres -- psql -XAtq -c 'SELECT pg_is_in_recovery()'", check=False)
+            if rc == 0 and out.strip() == "f":
+                return name
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no database host takes writes after {timeout} s")
+        time.sleep(1)
+
+
+def streams(name):
+    """Whether NAME is a replica whose WAL receiver streams."""
+    rc, out, _ = dexec(name, "runuser -u postgres -- psql -XAtq -c "
+                       "\"SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')\"", check=False)
+    return rc == 0 and out.strip() == "streaming"
+
+
+FAILOVER_RATE = 9  # requests/s: /health, a list of notes, a new note in turn (6/s on /api/, under nginx's 10/s)
+
+
+def container_address(name):
+    return sh(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name])[1].strip()
+
+
+def fault_under_load(label, seconds, fault):
+    """Load through the load balancer for SECONDS; FAULT() runs after 5 s and returns its time. The figures."""
+    lb = f"https://{WEB}"
+    read, write = f"{lb}/api/v1/notes?limit=5", f"{lb}/api/v1/notes"
+    dexec(FAILOVER_CLIENT, f"rm -f /root/{label}.json /root/{label}.written")
+    sh(["docker", "exec", "-d", FAILOVER_CLIENT, "python3", "/root/openload.py", "--rate", str(FAILOVER_RATE),
+        "--duration", str(seconds), "--timeout", "40", "--cafile", "/root/pebble-root.pem", "--url", f"{lb}/health",
+        "--url", read, "--post", write, "--out", f"/root/{label}.json", "--written", f"/root/{label}.written"])
+    time.sleep(5)
+    before = leader()
+    fault_at = fault(before)
+    for _ in range(seconds + 60):
+        rc, text, _ = dexec(FAILOVER_CLIENT, f"cat /root/{label}.json", check=False)
+        if rc == 0 and text.strip().endswith("}"):
+            break
+        time.sleep(1)
+    else:
+        raise RuntimeError(f"the load during {label} wrote no result (/root/{label}.json on {FAILOVER_CLIENT})")
+    summary = json.loads(text)
+    figures, acknowledged = openload.fault_figures(summary, dexec(FAILOVER_CLIENT, f"cat /root/{label}.written")[1],
+                                                   fault_at, read, write)
+    after = leader()
+    present = int(psql("SELECT count(*) FROM notes WHERE id = ANY(string_to_array('%s', ',')::bigint[])"
+                       % ",".join(map(str, acknowledged or [0])), database="teamflow", host=after))
+    figures.update(leader_before=before, leader_after=after, lost_writes=len(acknowledged) - present,
+                   latency_ms=summary["latency_ms"])
+    return figures
+
+
+def rejoin_seconds(name, since, timeout=120):
+    """Seconds from SINCE until NAME streams as a replica; None if not within TIMEOUT."""
+    while time.time() - since < timeout:
+        if streams(name):
+            return round(time.time() - since, 1)
+        time.sleep(1)
+    return None
+
+
+def phase_failover(args, out):
+    sh(["docker", "cp", str(ROOT / "benchmarks" / "openload.py"), f"{FAILOVER_CLIENT}:/root/openload.py"])
+    dexec(FAILOVER_CLIENT, "curl -sS --cacert /etc/pebble/ca.crt -o /root/pebble-root.pem https://tf-acme:15000/roots/0")
+    out["setup"] = {"client": FAILOVER_CLIENT, "rate_rps": FAILOVER_RATE, "database_hosts": list(database_hosts())}
+
+    def switchover(old):
+        at = time.time()
+        out["switchover_playbook"] = playbook("failover-switchover", "switchover.yml")
+        return at
+    out["switchover"] = fault_under_load("failover-switchover", 40, switchover)
+    out["switchover"]["rejoin_s"] = rejoin_seconds(out["switchover"]["leader_before"], time.time())
+
+    def kill9(old):
+        pid = dexec(old, "head -1 /var/lib/postgresql/*/main/postmaster.pid")[1].strip()
+        at = time.time()
+        dexec(old, f"kill -9 {pid}")
+        return at
+    out["kill9"] = fault_under_load("failover-kill9", 30, kill9)
+    replica = next(name for name in database_hosts() if name != out["kill9"]["leader_after"])
+    out["kill9"]["rejoin_s"] = rejoin_seconds(replica, time.time())
+
+    stopped = {}
+
+    def host_stopped(old):
+        stopped["name"], stopped["address"] = old, container_address(old)
+        at = time.time()
+        sh(["docker", "kill", old])
+        return at
+    try:
+        out["host_stopped"] = fault_under_load("failover-host-stopped", 40, host_stopped)
+    finally:
+        if stopped:
+            sh(["docker", "start", stopped["name"]])
+    started = time.time()
+    if container_address(stopped["name"]) != stopped["address"]:
+        raise RuntimeError(f"{stopped['name']} came back with another address")
+    out["host_stopped"]["rejoin_s"] = rejoin_seconds(stopped["name"], started)
+    faults = [out[key] for key in ("switchover", "kill9", "host_stopped")]
+    out["target"] = {
+        "what": "writes back within 30 s, 0 lost writes, 0 failed reads; 0 failed requests on a switchover; "
+                "the old leader streams within 60 s",
+        "met": all(f["seconds_to_first_write"] is not None and f["seconds_to_first_write"] <= 30
+                   and f["lost_writes"] == 0 and f["failed_reads"] == 0
+                   and f["rejoin_s"] is not None and f["rejoin_s"] <= 60 for f in faults)
+        and out["switchover"]["failed"] == 0,
+    }
+
+
+def psql(sql, database="bench", label=None, check=True, host=None):
+    """SQL as postgres on HOST, by default the leader."""
+    return dexec(host or leader(), f"runuser -u postgres -- psql -XAtq -v ON_ERROR_STOP=1 -d {database} "
+                 f"-c {shlex.quote(sql)}", label=label, check=check)[1].strip()
 
 
 def pgbackrest(*options, label=None):
-    return dexec(PRIMARY, "runuser -u postgres -- pgbackrest --stanza=%s %s" % (STANZA, " ".join(options)),
+    return dexec(leader(), "runuser -u postgres -- pgbackrest --stanza=%s %s" % (STANZA, " ".join(options)),
                  label=label)
 
 
@@ -414,9 +542,9 @@ def verify(label, queries, check_archive=True):
         "stanza": STANZA, "repo": 1, "max_full_age": 0, "max_age": 0, "check_archive": check_archive,
         "restore_test": True, "queries": queries})
     env = ansible_env(ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json")
-    rc, text, seconds = sh(["ansible", "-i", str(LAB_INVENTORY), PRIMARY, "-b", "-m", "teamflow.platform.pgbackrest_verify",
+    rc, text, seconds = sh(["ansible", "-i", str(LAB_INVENTORY), VERIFY_HOST, "-b", "-m", "teamflow.platform.pgbackrest_verify",
                             "-a", module_args], label=label, check=False, env=env)
-    result = first_json(text)["plays"][0]["tasks"][0]["hosts"][PRIMARY]
+    result = first_json(text)["plays"][0]["tasks"][0]["hosts"][VERIFY_HOST]
     if rc != 0:
         raise RuntimeError("verification failed: %s" % result.get("msg"))
     return result, round(seconds, 1)
@@ -425,7 +553,7 @@ def verify(label, queries, check_archive=True):
 def backup_setup():
     """What the backups ran with: the primary's pgbackrest.conf (the [global] options the report names)."""
     parser = configparser.ConfigParser(interpolation=None)
-    parser.read_string(dexec(PRIMARY, "cat /etc/pgbackrest/pgbackrest.conf")[1])
+    parser.read_string(dexec(leader(), "cat /etc/pgbackrest/pgbackrest.conf")[1])
     conf = parser["global"]
     return {"repo1_type": conf.get("repo1-type"), "repo1_cipher_type": conf.get("repo1-cipher-type", "none"),
             "process_max": int(conf.get("process-max", 1)), "backup_standby": conf.get("backup-standby") == "y",
@@ -433,11 +561,12 @@ def backup_setup():
 
 
 def phase_backup(args, out):
-    version = dexec(PRIMARY, "ls /usr/lib/postgresql | sort -n | tail -1")[1].strip()
+    primary = leader()
+    version = dexec(primary, "ls /usr/lib/postgresql | sort -n | tail -1")[1].strip()
     pgbench = f"/usr/lib/postgresql/{version}/bin/pgbench"
     psql("DROP DATABASE IF EXISTS bench", database="postgres")
     psql("CREATE DATABASE bench", database="postgres")
-    _, _, seconds = dexec(PRIMARY, f"runuser -u postgres -- {pgbench} -q -i -s {args.pgbench_scale} -I dtGvp bench",
+    _, _, seconds = dexec(primary, f"runuser -u postgres -- {pgbench} -q -i -s {args.pgbench_scale} -I dtGvp bench",
                           label="backup-pgbench-init")
     out["pgbench"] = {"scale": args.pgbench_scale, "init_s": round(seconds, 1),
                       "db_bytes": int(psql("SELECT pg_database_size('bench')")),
@@ -451,7 +580,7 @@ def phase_backup(args, out):
         figures["full_s"] = round(seconds, 1)
         figures["full"] = backup_info(newest_backup())
         # the same amount of change before every incremental
-        dexec(PRIMARY, f"runuser -u postgres -- {pgbench} -n -c 2 -t {INCR_TRANSACTIONS // 2} bench",
+        dexec(primary, f"runuser -u postgres -- {pgbench} -n -c 2 -t {INCR_TRANSACTIONS // 2} bench",
               label=f"backup-pgbench-{ctype}")
         _, _, seconds = pgbackrest("--repo=1", "--type=incr", f"--compress-type={ctype}", "backup",
                                    label=f"backup-incr-{ctype}")
@@ -471,36 +600,41 @@ def phase_backup(args, out):
     out["verify"] = {"label": result["restore"]["label"], "restore_s": result["restore"]["restore_seconds"],
                      "start_s": result["restore"]["start_seconds"], "duration_s": result["restore"]["duration_seconds"],
                      "wall_s": seconds, "query": result["queries"][0]["actual"]}
-    # Debian's unit of the cluster the lab runs (15 on bookworm, 17 on trixie)
-    out["recovery_point"] = recovery_point(args, f"postgresql@{version}-main")
+    # the unit that runs the cluster (15 on bookworm, 17 on trixie): Patroni's, or Debian's without Patroni
+    unit = f"patroni@{version}-main"
+    if dexec(primary, f"systemctl is-active --quiet {unit}", check=False)[0] != 0:
+        unit = f"postgresql@{version}-main"
+    out["recovery_point"] = recovery_point(args, primary, unit)
     psql("DROP DATABASE IF EXISTS bench", database="postgres")
 
 
-def recovery_point(args, unit):
-    """Commit a row every 0.2 s, kill the primary hard, restore from the repository: seconds lost."""
-    psql("CREATE TABLE rpo (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp())")
-    dexec(PRIMARY, "rm -f /root/rpo.log /root/rpo.stop")
+def recovery_point(args, primary, unit):
+    """Commit a row every 0.2 s, kill the primary (its UNIT) hard, restore from the repository: seconds lost.
+
+    Under Patroni a replica takes over meanwhile, and the killed host rejoins as a replica when it starts."""
+    psql("CREATE TABLE rpo (id bigserial PRIMARY KEY, ts timestamptz NOT NULL DEFAULT clock_timestamp())", host=primary)
+    dexec(primary, "rm -f /root/rpo.log /root/rpo.stop")
     writer = ("while [ ! -e /root/rpo.stop ]; do runuser -u postgres -- psql -XAtq -d bench -c "
               "'INSERT INTO rpo DEFAULT VALUES RETURNING extract(epoch FROM ts)' >> /root/rpo.log 2>/dev/null; "
               "sleep 0.2; done")
-    sh(["docker", "exec", "-d", PRIMARY, "bash", "-c", writer])
-    archive_timeout = int(psql("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'"))
+    sh(["docker", "exec", "-d", primary, "bash", "-c", writer])
+    archive_timeout = int(psql("SELECT setting FROM pg_settings WHERE name = 'archive_timeout'", host=primary))
     # commits for longer than one archive_timeout, so at least one timed WAL switch
     # falls inside them (the kill lands anywhere in the archive cycle either way);
     # a minute when the timeout is off (0)
     writes = args.rpo_write_seconds or 1.2 * archive_timeout or 60
     time.sleep(writes)
-    dexec(PRIMARY, f"systemctl kill --signal=SIGKILL {unit}")
+    dexec(primary, f"systemctl kill --signal=SIGKILL {unit}")
     killed = time.time()
     time.sleep(1)
-    dexec(PRIMARY, "touch /root/rpo.stop")
-    acknowledged = [float(x) for x in dexec(PRIMARY, "cat /root/rpo.log")[1].split()]
+    dexec(primary, "touch /root/rpo.stop")
+    acknowledged = [float(x) for x in dexec(primary, "cat /root/rpo.log")[1].split()]
     try:
         result, seconds = verify("backup-rpo-restore", [
             {"name": "newest row", "database": "bench", "sql": "SELECT extract(epoch FROM max(ts)) FROM rpo"}],
             check_archive=False)
     finally:
-        dexec(PRIMARY, f"systemctl start {unit}")
+        dexec(primary, f"systemctl start {unit}")
     restored = float(result["queries"][0]["actual"])
     lost = [ts for ts in acknowledged if ts > restored]
     return {"archive_timeout_s": archive_timeout, "writes_s": writes, "commits_acknowledged": len(acknowledged),

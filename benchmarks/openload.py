@@ -40,6 +40,24 @@ def percentile(sorted_values, q):
     return round(sorted_values[index], 2)
 
 
+def fault_figures(summary, written, fault_at, read_url, write_url):
+    """What users saw of a fault at FAULT_AT (epoch s) during a run with one --url READ_URL and one --post
+    WRITE_URL: SUMMARY is the run's summary, WRITTEN the text of its --written file. The figures, and the ids
+    of the acknowledged writes (to look for on the database afterwards: those missing are lost)."""
+    rows = [line.split(" ", 2) for line in written.splitlines() if line.strip()]
+    acknowledged = [json.loads(body)["id"] for _, _, body in rows]
+    after = [float(answered) for sent, answered, _ in rows if float(sent) >= fault_at]
+    reads, writes = summary["by_url"][read_url], summary["by_url"]["POST " + write_url]
+    figures = {
+        "requests": summary["sent"], "failed": summary["errors"] + summary["non_2xx"],
+        "writes": writes["sent"], "failed_writes": writes["failed"],
+        "reads": reads["sent"], "failed_reads": reads["failed"],
+        "seconds_to_first_write": round(min(after) - fault_at, 1) if after else None,
+        "longest_write_gap_s": writes["longest_gap_s"], "slowest_write_ms": writes["latency_max_ms"],
+    }
+    return figures, acknowledged
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", action="append", default=[], help="a URL to GET")

@@ -134,6 +134,31 @@ def sections(results):
                     ["playbook", "to version", "wall s", "rate rps", "requests", "5xx", "failed", "non-2xx", "p95 ms", "p99 ms",
                      "max ms"], rows, []))
 
+    failover = phases.get("failover", {})
+    rows = []
+    for key, what in (("switchover", "switchover.yml (Patroni picks)"), ("kill9", "kill -9 of the leader's postmaster"),
+                      ("host_stopped", "the leader's host killed, then started")):
+        f = failover.get(key)
+        if f:
+            rows.append([what, f"{f['leader_before']} -> {f['leader_after']}", f["requests"], f["failed"],
+                         f"{f['failed_writes']}/{f['writes']}", f"{f['failed_reads']}/{f['reads']}",
+                         fmt(f["seconds_to_first_write"]), fmt(f["longest_write_gap_s"]), f["lost_writes"],
+                         fmt(f["rejoin_s"])])
+    if rows:
+        setup, target = failover.get("setup", {}), failover.get("target", {})
+        notes = [f"Client: {setup.get('client')}, open model at {setup.get('rate_rps')} requests/s through the load "
+                 "balancer: /health, a list of notes (the app's read pool) and a new note (a write) in turn. The app "
+                 "waits up to 30 s for a leader and retries a transaction that failed before its COMMIT. First write = "
+                 "seconds from the fault to the first write sent after it that succeeded; gap = longest time between "
+                 "two successful writes; lost = acknowledged writes missing on the leader afterwards; old leader "
+                 "streams = seconds until the member that led streams as a replica (after its start for a host "
+                 "killed, after the load otherwise)."]
+        if target:
+            notes.append(f"Target ({target['what']}): met = {fmt(target['met'])}")
+        out.append(("Failover of the database tier under load (Patroni)",
+                    ["fault", "leader", "requests", "failed", "failed writes", "failed reads", "first write s",
+                     "write gap s", "lost writes", "old leader streams s"], rows, notes))
+
     backup = phases.get("backup", {})
     if backup.get("compression"):
         pgbench = backup.get("pgbench", {})

@@ -8,27 +8,27 @@ numbers are a report (benchmarks/results/), not a test.
 
 import http.server
 import json
-import sys
 import threading
 import time
 
 import pytest
 
+import bench
+import openload
+import plots
+import report
+import userload
 from conftest import ROOT
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-import bench  # noqa: E402
-import plots  # noqa: E402
-import report  # noqa: E402
-import userload  # noqa: E402
 
 pytestmark = pytest.mark.unit
 
 
 @pytest.fixture()
 def server():
-    """An HTTP/1.1 keep-alive server on loopback: /slow stalls its first request 1 s, /fail answers 503."""
+    """An HTTP/1.1 keep-alive server on loopback: /slow stalls its first request 1 s, /fail answers 503; a POST
+    to /notes answers 201 with the note and an id, a POST elsewhere 503."""
     stalled = threading.Event()
+    notes = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -39,6 +39,17 @@ def server():
                 time.sleep(1)
             body = b"ok"
             self.send_response(503 if self.path == "/fail" else 200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_POST(self):
+            note = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/notes":
+                notes.append(note)
+                note["id"] = len(notes)
+            body = json.dumps(note).encode()
+            self.send_response(201 if self.path == "/notes" else 503)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -93,6 +104,40 @@ def test_errors_and_status_codes_are_counted(server, tmp_path):
     assert result["errors"] == 2 and result["error_kinds"] == {"ConnectionRefusedError": 2}
 
 
+def test_openload_posts_writes_keeps_the_acknowledged_ones_and_counts_each_url(server, tmp_path):
+    out, written = tmp_path / "out.json", tmp_path / "written.txt"
+    rc = openload.main(["--url", server + "/", "--url", server + "/fail", "--post", server + "/notes",
+                        "--post", server + "/nowhere", "--rate", "40", "--duration", "1",
+                        "--out", str(out), "--written", str(written)])
+    summary = json.loads(out.read_text())
+    assert rc == 1 and summary["sent"] == summary["completed"] == 40
+    assert {url: (figures["sent"], figures["failed"]) for url, figures in summary["by_url"].items()} == {
+        server + "/": (10, 0), server + "/fail": (10, 10),
+        "POST " + server + "/notes": (10, 0), "POST " + server + "/nowhere": (10, 10)}
+    assert summary["by_url"][server + "/fail"]["longest_gap_s"] == 0  # never answered 2xx
+    # four URLs in turn at 40/s: one of each every 0.1 s
+    assert 0.05 < summary["by_url"][server + "/"]["longest_gap_s"] < 0.5
+    rows = [line.split(" ", 2) for line in written.read_text().splitlines()]
+    assert sorted(json.loads(body)["id"] for _, _, body in rows) == list(range(1, 11))
+    assert all(float(sent) <= float(answered) for sent, answered, _ in rows)
+    assert all(json.loads(body)["title"].startswith("openload-") for _, _, body in rows)
+
+
+def test_fault_figures_say_when_writes_came_back_and_which_were_acknowledged():
+    summary = {"sent": 6, "errors": 1, "non_2xx": 1, "by_url": {
+        "https://lb/api/notes?limit=5": {"sent": 3, "failed": 1, "latency_max_ms": 40.0, "longest_gap_s": 1.5},
+        "POST https://lb/api/notes": {"sent": 3, "failed": 1, "latency_max_ms": 5200.0, "longest_gap_s": 6.0}}}
+    written = ('100.000 100.020 {"id": 7, "title": "a"}\n'
+               '104.000 109.200 {"id": 9, "title": "c"}\n')
+    figures, acknowledged = openload.fault_figures(summary, written, 103.5, "https://lb/api/notes?limit=5",
+                                                   "https://lb/api/notes")
+    assert acknowledged == [7, 9]
+    assert figures == {"requests": 6, "failed": 2, "writes": 3, "failed_writes": 1, "reads": 3, "failed_reads": 1,
+                       "seconds_to_first_write": 5.7, "longest_write_gap_s": 6.0, "slowest_write_ms": 5200.0}
+    assert openload.fault_figures(summary, "", 103.5, "https://lb/api/notes?limit=5",
+                                  "https://lb/api/notes")[0]["seconds_to_first_write"] is None
+
+
 PLAYBOOK_OUTPUT = """
 PLAY RECAP *********************************************************************
 tf-app1                    : ok=120  changed=3    unreachable=0    failed=0    skipped=40   rescued=0    ignored=1
@@ -145,6 +190,25 @@ def test_the_report_shows_every_figure_with_its_unit():
     markdown = report.markdown(sample_results())
     assert markdown.startswith("_Benchmarks of 2026-11-26 19:00 UTC on 2 CPUs")
     assert "| API, PostgreSQL through Redis, via load balancer (HTTPS) | 1000 | 200.0 |" in markdown
+
+
+def test_the_failover_table_shows_each_fault_with_what_users_saw():
+    fault = {"requests": 360, "failed": 0, "writes": 120, "failed_writes": 0, "reads": 120, "failed_reads": 0,
+             "seconds_to_first_write": 1.4, "longest_write_gap_s": 2.1, "slowest_write_ms": 2300.0,
+             "leader_before": "tf-db1", "leader_after": "tf-db2", "lost_writes": 0, "rejoin_s": 0.0,
+             "latency_ms": {"p50": 10.0, "p95": 40.0, "p99": 80.0, "max": 2300.0}}
+    results = sample_results()
+    results["phases"]["failover"] = {
+        "setup": {"client": "tf-acme", "rate_rps": 9, "database_hosts": ["tf-db1", "tf-db2"]},
+        "switchover": fault, "kill9": dict(fault, failed=3, failed_writes=3, leader_before="tf-db2"),
+        "host_stopped": dict(fault, seconds_to_first_write=14.2, rejoin_s=9.5),
+        "target": {"what": "writes back within 30 s", "met": True}, "phase_s": 200.0}
+    markdown = report.markdown(results)
+    assert "**Failover of the database tier under load (Patroni)**" in markdown
+    assert "| switchover.yml (Patroni picks) | tf-db1 -> tf-db2 | 360 | 0 | 0/120 | 0/120 | 1.40 | 2.10 | 0 | 0.00 |" in markdown
+    assert "| kill -9 of the leader's postmaster | tf-db2 -> tf-db2 | 360 | 3 | 3/120 | 0/120 |" in markdown
+    assert "| the leader's host killed, then started | tf-db1 -> tf-db2 | 360 | 0 | 0/120 | 0/120 | 14.2 | 2.10 | 0 | 9.50 |" in markdown
+    assert "Target (writes back within 30 s): met = yes" in markdown
 
 
 def test_the_backup_note_says_what_the_bench_read_not_a_fixed_text():

@@ -23,6 +23,7 @@ import uuid
 import ansible_runner
 import pytest
 import yaml
+from openload import fault_figures
 from scenario_helpers import (PROJECT, ansible_playbook, patroni_api, patroni_leader, prometheus_api, scenario_host,
                               superuser_sql, wait_for, wal_streaming)
 
@@ -467,23 +468,12 @@ def under_load(host, label, seconds, fault):
     done = wait_for(lambda: host.file(f"/tmp/{label}.json").exists, seconds + 60, interval=1)
     assert done, host.file(f"/tmp/{label}.log").content_string
     load = json.loads(host.file(f"/tmp/{label}.json").content_string)
-    written = [line.split(" ", 2) for line in host.file(f"/tmp/{label}.written").content_string.splitlines()]
-    acknowledged = [json.loads(body)["id"] for _, _, body in written]
-    after = [float(answered) for sent, answered, _ in written if float(sent) >= fault_at]
+    figures, acknowledged = fault_figures(load, host.file(f"/tmp/{label}.written").content_string, fault_at,
+                                          READ, WRITE)
     found = wait_for(lambda: patroni_leader(MEMBERS), 60)
     present = superuser_sql(found, "SELECT count(*) FROM notes WHERE id = ANY(string_to_array('%s', ',')::bigint[])"
                             % ",".join(map(str, acknowledged or [0])))
-    by_url = load["by_url"]
-    figures = {
-        "requests": load["sent"], "failed": load["errors"] + load["non_2xx"],
-        "writes": by_url[f"POST {WRITE}"]["sent"], "failed_writes": by_url[f"POST {WRITE}"]["failed"],
-        "reads": by_url[READ]["sent"], "failed_reads": by_url[READ]["failed"],
-        "failed_health": by_url[f"https://{WEB}/health"]["failed"],
-        "seconds_to_first_write": round(min(after) - fault_at, 1) if after else None,
-        "longest_write_gap_s": by_url[f"POST {WRITE}"]["longest_gap_s"],
-        "slowest_write_ms": by_url[f"POST {WRITE}"]["latency_max_ms"],
-        "lost_writes": len(acknowledged) - int(present), "leader_after": found,
-    }
+    figures.update(lost_writes=len(acknowledged) - int(present), leader_after=found)
     print(f"{label}: {json.dumps(figures)}")
     if figures["failed"]:
         print(f"{label}: failed samples {load['error_samples'][:3]} {load['non_2xx_samples'][:3]}")
