@@ -53,11 +53,16 @@ BAD = [
     ("hardening", {"hardening_ssh_admin_networks": ["office"]}, "hardening_ssh_admin_networks: office is neither"),
     ("hardening", {"hardening_ssh_port": 0}, "hardening_ssh_port is 0, not a port"),
     ("nginx", {"nginx_upstream_port": "http"}, "nginx_upstream_port is 'http', not a port"),
+    ("nginx", {"nginx_upstream_connect_timeout": "soon"}, "nginx_upstream_connect_timeout is 'soon', not an nginx time"),
+    ("nginx", {"nginx_api_client_max_body_size": "big"}, "nginx_api_client_max_body_size is 'big', not an nginx size"),
     ("app", {"app_port": 70000}, "app_port is 70000, not a port"),
     ("app", {"app_sentry_dsn": "sentry.example/42"}, "app_sentry_dsn is not an http:// or https:// URL"),
     ("postgresql", {"postgresql_port": 99999}, "postgresql_port is 99999, not a port"),
     ("pgbackrest", {"pgbackrest_timer_randomized_delay": "soon"}, "pgbackrest_timer_randomized_delay is 'soon'"),
     ("common", {"common_journald_max_retention": "forever"}, "common_journald_max_retention is 'forever'"),
+    ("common", {"common_service_restart_units_extra": ["myapp.service"]},
+     "common_service_restart_units_extra: myapp.service is not a unit name"),
+    ("common", {"common_service_start_limit_interval": 2}, "common_service_start_limit_interval (2) longer than"),
     ("hardening", {"hardening_aide_check_calendar": "every day"},
      "hardening_aide_check_calendar is 'every day', not a systemd calendar event"),
     ("certbot", {"certbot_renew_on_calendar": "25:00"}, "certbot_renew_on_calendar is '25:00', not a systemd calendar"),
@@ -77,6 +82,12 @@ BAD = [
 ]
 
 
+def log_name(tmp_path, prefix):
+    """A log name of its own for each test: under pytest-xdist two workers may give two tests the same
+    tmp_path name (each in its own base directory), and a shared log would mix their outputs."""
+    return f"{prefix}-{tmp_path.parent.name}-{tmp_path.name}"
+
+
 def preflight(tmp_path, roles, variables, env=None):
     """ansible-playbook running the preflight of ROLES on the controller in check mode; (rc, output)."""
     playbook = tmp_path / "preflight.yml"
@@ -92,7 +103,7 @@ def preflight(tmp_path, roles, variables, env=None):
     inventory.write_text(json.dumps({"all": {"children": {"db_primary": {"hosts": {"localhost": {}}},
                                                           "etcd": {"hosts": {"localhost": {}}}}}}))
     return run(["ansible-playbook", "-i", inventory, "--check", "-e", f"@{extra}", playbook],
-               f"preflight-{tmp_path.name}", env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT), **(env or {})})
+               log_name(tmp_path, "preflight"), env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT), **(env or {})})
 
 
 @pytest.mark.static
@@ -139,7 +150,7 @@ def test_a_switchover_of_a_tier_without_patroni_stops_at_its_first_task_naming_t
         "ansible_connection": "local", "ansible_python_interpreter": "{{ ansible_playbook_python }}",
         "postgresql_patroni": False}}}}}}))
     rc, out = run(["ansible-playbook", "-i", inventory, "--check", str(ROOT / "playbooks" / "switchover.yml")],
-                  f"switchover-{tmp_path.name}", env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT)})
+                  log_name(tmp_path, "switchover"), env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT)})
     assert rc != 0, out[-3000:]
     assert "postgresql_patroni is false for localhost" in out, out[-3000:]
     assert "Find the cluster's leader" not in out and "changed=0" in out, out[-3000:]

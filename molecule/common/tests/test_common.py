@@ -106,3 +106,39 @@ def test_a_rerun_puts_back_what_drifted_and_leaves_the_rest(host):
     assert host.file("/etc/systemd/journald.conf.d").user == "root"
     assert host.file("/etc/apt/apt.conf.d/60teamflow-policy").contains('APT::Install-Recommends "false";')
     assert host.service("chrony").is_running
+
+
+SLEEPER = "[Unit]\nDescription=A stand-in long-running service\n[Service]\nExecStart=/bin/sleep infinity\n"
+
+
+def main_pid(host, unit):
+    return int(host.check_output(f"systemctl show -p MainPID --value {unit}"))
+
+
+def test_a_listed_service_comes_back_after_kill_9_and_a_crash_loop_stops(host):
+    """teamflow-sleeper is in common_service_restart_units_extra: the role wrote its drop-in before the unit
+    existed. Killed with SIGKILL it is started again; killed over and over, it stops after
+    common_service_start_limit_burst (5) starts within the interval and stays failed."""
+    unit = "teamflow-sleeper"
+    host.run_expect([0], f"printf %s > /etc/systemd/system/{unit}.service && systemctl daemon-reload && "
+                         f"systemctl reset-failed {unit}; systemctl restart {unit}", SLEEPER)
+    settings = host.check_output(f"systemctl show -p Restart -p RestartUSec -p StartLimitBurst {unit}").splitlines()
+    assert sorted(settings) == ["Restart=on-failure", "RestartUSec=2s", "StartLimitBurst=5"]
+    restarts = []
+    for _ in range(8):
+        pid, killed = main_pid(host, unit), time.monotonic()
+        host.run_expect([0], f"kill -9 {pid}")
+        while time.monotonic() - killed < 15:
+            state = host.check_output(f"systemctl show -p ActiveState --value {unit}")
+            if state == "failed" or (state == "active" and main_pid(host, unit) not in (0, pid)):
+                break
+            time.sleep(0.2)
+        if state != "active":
+            break
+        restarts.append(round(time.monotonic() - killed, 1))
+    result = host.check_output(f"systemctl show -p Result --value {unit}")
+    print(f"{unit} killed {len(restarts) + 1} times: back after {restarts} s, then {state} ({result})")
+    assert restarts and max(restarts) <= 10
+    # the first start (above) and 4 restarts: the 6th start within 60 s is refused
+    assert (len(restarts), state, result) == (4, "failed", "start-limit-hit")
+    host.run_expect([0], f"systemctl reset-failed {unit}; rm /etc/systemd/system/{unit}.service; systemctl daemon-reload")

@@ -4,7 +4,9 @@
 HTTP/1.1 with keep-alive on :8000. Every request is answered with JSON naming
 this host, the method, the path and the request headers; /health says ok;
 /ws/ with an Upgrade header completes the websocket handshake and echoes text
-frames. Standard library only (the lab hosts have no pip).
+frames; /api/crash notes the request's method and X-Request-ID in
+/tmp/crashes and closes the connection without an answer, as an app that
+died mid-request. Standard library only (the lab hosts have no pip).
 """
 
 import asyncio
@@ -71,6 +73,10 @@ async def handle(reader, writer):
             method, path, headers, body = request
             if path.startswith("/ws/") and headers.get("upgrade", "").lower() == "websocket":
                 await websocket(reader, writer, headers)
+                break
+            if path.startswith("/api/crash"):
+                with open("/tmp/crashes", "a", encoding="utf-8") as crashes:
+                    crashes.write(f"{method} {headers.get('x-request-id', '-')}\n")
                 break
             if path == "/health":
                 payload = {"status": "ok", "host": socket.gethostname()}

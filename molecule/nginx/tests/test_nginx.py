@@ -8,6 +8,7 @@ received.
 import json
 import os
 import pathlib
+import uuid
 
 import pytest
 from scenario_helpers import ansible_playbook, scenario_host, wait_for
@@ -307,6 +308,37 @@ def test_a_batch_of_two_of_four_app_hosts_drains_side_by_side_under_load(host):
     assert " down;" not in web().file("/etc/nginx/conf.d/teamflow-upstream.conf").content_string
     assert web().check_output("ls -A /var/lib/teamflow-nginx/drained") == ""
     assert upstream_hosts(host) == APPS
+
+
+def test_a_failed_get_goes_to_one_more_app_host_and_a_post_to_none(host):
+    """Every echo upstream drops a request to /api/crash without an answer, noting it in /tmp/crashes:
+    nginx passes the GET on to a second app host (nginx_upstream_next_tries 2), never a third, and sends
+    the POST to one app host only; both end in 502."""
+    run = uuid.uuid4().hex
+    get_status = fetch(host, f"https://{WEB}/api/crash", "-H", f"X-Request-ID: get-{run}")[0]
+    post_status = fetch(host, f"https://{WEB}/api/crash", "-X", "POST", "-d", "{}", "-H", f"X-Request-ID: post-{run}")[0]
+    seen = "".join(scenario_host(name).run("cat /tmp/crashes").stdout for name in sorted(APPS)).splitlines()
+    tries = {kind: seen.count(f"{method} {kind}-{run}") for kind, method in (("get", "GET"), ("post", "POST"))}
+    print(f"a request every app host drops: GET {get_status} after {tries['get']} app hosts, "
+          f"POST {post_status} after {tries['post']}")
+    assert (get_status, post_status) == (502, 502)
+    assert tries == {"get": 2, "post": 1}
+
+
+def test_a_stopped_app_host_fails_no_request(host):
+    """The echo upstream of nginx-app1 stopped (connections refused): every request goes to another app
+    host, none fails; once it runs again, nginx sends it requests again after nginx_upstream_fail_timeout."""
+    app = scenario_host("nginx-app1")
+    app.run_expect([0], "systemctl stop echo-upstream")
+    try:
+        answers = [fetch(host, f"https://{WEB}/health") for _ in range(24)]
+    finally:
+        app.run_expect([0], "systemctl start echo-upstream")
+    hosts = {json.loads(body)["host"] for status, _, body in answers if status == 200}
+    print(f"24 requests with nginx-app1 stopped: {sum(status == 200 for status, _, _ in answers)} answered 200 by {sorted(hosts)}")
+    assert [status for status, _, _ in answers] == [200] * 24
+    assert hosts == APPS - {"nginx-app1"}
+    assert wait_for(lambda: upstream_hosts(host) == APPS, 30)
 
 
 def test_the_certificate_from_the_inventory_is_served(host):

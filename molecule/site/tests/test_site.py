@@ -583,3 +583,49 @@ def test_a_switchover_to_a_named_replica_under_load_fails_no_request(host):
     assert figures["leader_after"] == candidate, figures
     assert figures["lost_writes"] == 0 and figures["failed"] == 0, figures
     assert rejoins(old, time.time(), 60) is not None, f"{old} does not stream 60 s after the switchover"
+
+
+# --- every long-running service comes back after a crash -----------------------------------------
+# Role common's drop-in (50-teamflow-restart.conf) on each of the collection's services: here each
+# service the lab runs is killed with SIGKILL, one at a time, and must run again (a new main process,
+# active) within 10 s.
+
+EVERY_HOST = {"prometheus-node-exporter", "fail2ban"}
+SERVICES = {
+    "tf-web1": {"nginx", "prometheus-nginx-exporter"},
+    "tf-app1": {"teamflow"}, "tf-app2": {"teamflow"},
+    "tf-db1": {"patroni@15-main", "etcd", "pgbackrest", "prometheus-postgres-exporter"},
+    "tf-db2": {"patroni@15-main", "etcd", "pgbackrest", "prometheus-postgres-exporter"},
+    "tf-cache1": {"redis-server", "prometheus-redis-exporter"},
+    "tf-mon1": {"prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter", "etcd"},
+}
+
+
+def restarting_units(server):
+    """The running services of SERVER that have role common's restart drop-in."""
+    running = server.check_output("systemctl list-units --type=service --state=running --no-legend --plain "
+                                  "| awk '{print $1}'").split()
+    return {unit.removesuffix(".service") for unit in running
+            if "50-teamflow-restart.conf" in server.check_output(f"systemctl show -p DropInPaths --value {unit}")}
+
+
+@pytest.mark.parametrize("name", HOSTS)
+def test_each_long_running_service_comes_back_after_kill_9(host, name):
+    server = scenario_host(name)
+    units = restarting_units(server)
+    assert units == SERVICES[name] | EVERY_HOST
+    back = {}
+    for unit in sorted(units):
+        pid = int(server.check_output(f"systemctl show -p MainPID --value {unit}"))
+        killed = time.monotonic()
+        server.run_expect([0], f"kill -9 {pid}")
+
+        def running_again():
+            state = server.check_output(f"systemctl show -p ActiveState -p MainPID {unit}")
+            return "ActiveState=active" in state and f"MainPID={pid}\n" not in state + "\n" \
+                and "MainPID=0" not in state
+
+        again = wait_for(running_again, 15, interval=0.2)
+        back[unit] = round(time.monotonic() - killed, 1) if again else None
+    print(f"{name}: seconds until each service runs again after kill -9: {back}")
+    assert all(seconds is not None and seconds <= 10 for seconds in back.values()), back
