@@ -128,5 +128,8 @@ def patroni_leader(members):
 
 
 def wal_streaming(name):
-    """Whether NAME's WAL receiver streams from a leader."""
-    return superuser_sql(name, "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')") == "streaming"
+    """Whether NAME's WAL receiver streams from a leader (False while its server does not take connections yet,
+    as a replica that is still recovering)."""
+    result = scenario_host(name).run("runuser -u postgres -- psql -XAtq -d teamflow -c %s",
+                                     "SELECT coalesce((SELECT status FROM pg_stat_wal_receiver), 'none')")
+    return result.rc == 0 and result.stdout.strip() == "streaming"
