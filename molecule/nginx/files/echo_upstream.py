@@ -5,14 +5,15 @@ HTTP/1.1 with keep-alive on :8000. Every request is answered with JSON naming
 this host, the method, the path and the request headers; /health says ok;
 /ws/ with an Upgrade header completes the websocket handshake and echoes text
 frames; /api/crash notes the request's method and X-Request-ID in
-/tmp/crashes and closes the connection without an answer, as an app that
-died mid-request. Standard library only (the lab hosts have no pip).
+$STATE_DIRECTORY/crashes (/var/lib/echo-upstream) and closes the connection
+without an answer, as an app that died mid-request. Standard library only (the lab hosts have no pip).
 """
 
 import asyncio
 import base64
 import hashlib
 import json
+import os
 import socket
 import struct
 
@@ -75,7 +76,8 @@ async def handle(reader, writer):
                 await websocket(reader, writer, headers)
                 break
             if path.startswith("/api/crash"):
-                with open("/tmp/crashes", "a", encoding="utf-8") as crashes:
+                with open(os.path.join(os.environ.get("STATE_DIRECTORY", "/tmp"), "crashes"), "a",
+                          encoding="utf-8") as crashes:
                     crashes.write(f"{method} {headers.get('x-request-id', '-')}\n")
                 break
             if path == "/health":

@@ -311,13 +311,13 @@ def test_a_batch_of_two_of_four_app_hosts_drains_side_by_side_under_load(host):
 
 
 def test_a_failed_get_goes_to_one_more_app_host_and_a_post_to_none(host):
-    """Every echo upstream drops a request to /api/crash without an answer, noting it in /tmp/crashes:
+    """Every echo upstream drops a request to /api/crash without an answer, noting it in its crashes file:
     nginx passes the GET on to a second app host (nginx_upstream_next_tries 2), never a third, and sends
     the POST to one app host only; both end in 502."""
     run = uuid.uuid4().hex
     get_status = fetch(host, f"https://{WEB}/api/crash", "-H", f"X-Request-ID: get-{run}")[0]
     post_status = fetch(host, f"https://{WEB}/api/crash", "-X", "POST", "-d", "{}", "-H", f"X-Request-ID: post-{run}")[0]
-    seen = "".join(scenario_host(name).run("cat /tmp/crashes").stdout for name in sorted(APPS)).splitlines()
+    seen = "".join(scenario_host(name).run("cat /var/lib/echo-upstream/crashes").stdout for name in sorted(APPS)).splitlines()
     tries = {kind: seen.count(f"{method} {kind}-{run}") for kind, method in (("get", "GET"), ("post", "POST"))}
     print(f"a request every app host drops: GET {get_status} after {tries['get']} app hosts, "
           f"POST {post_status} after {tries['post']}")

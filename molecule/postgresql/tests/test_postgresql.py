@@ -7,10 +7,11 @@ them in file order.
 
 import os
 import pathlib
+import re
 import time
 
 import pytest
-from scenario_helpers import ansible_playbook, scenario_host
+from scenario_helpers import ansible_playbook, scenario_host, superuser_sql
 
 testinfra_hosts = ["ansible://pg-client"]
 
@@ -23,11 +24,6 @@ SCENARIO = pathlib.Path(__file__).resolve().parents[1]
 
 def remote(name):
     return scenario_host(name)
-
-
-def superuser_sql(name, sql):
-    """Run SQL as the postgres OS user (peer) on a database host; unaligned output."""
-    return remote(name).check_output("runuser -u postgres -- psql -XAtq -d teamflow -c %s", sql)
 
 
 def app_psql(host, server, sql, password=APP_PASSWORD, sslmode="verify-full"):
@@ -125,6 +121,26 @@ def test_the_primary_shows_the_replica_streaming_through_its_slot(host):
     assert rows == "pg-replica|streaming|sync"  # Patroni: the member's name, synchronous_mode
     assert superuser_sql(PRIMARY, "SELECT slot_name, active FROM pg_replication_slots") == "pg_replica|t"
     assert superuser_sql(REPLICA, "SELECT pg_is_in_recovery()") == "t"
+
+
+METRICS = """
+import ssl, sys, urllib.request
+context = ssl.create_default_context(cafile='/etc/teamflow-pki/ca.crt')
+print(urllib.request.urlopen(sys.argv[1], context=context, timeout=5).read().decode())
+"""
+
+
+@pytest.mark.parametrize("name", [PRIMARY, REPLICA])
+def test_each_members_patroni_metrics_parse_as_prometheus_text_with_its_timeline(host, name):
+    """Prometheus drops a whole scrape over one line it cannot parse: a replica's Patroni wrote its timeline
+    as None while pg_hba refused its replication connection to its own server."""
+    text = scenario_host(name).check_output("python3 -c %s %s", METRICS, f"https://{name}:8008/metrics")
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    timeline = values.get('patroni_postgres_timeline{scope="teamflow"}')
+    bad = {metric: value for metric, value in values.items() if not re.fullmatch(r"-?[0-9.e+]+", value)}
+    print(f"{name}: timeline {timeline}, values that are not numbers: {bad}")
+    assert bad == {}
+    assert int(timeline) >= 1
 
 
 def test_the_read_only_role_gets_select_on_new_tables(host):
