@@ -312,8 +312,9 @@ def test_a_batch_of_two_of_four_app_hosts_drains_side_by_side_under_load(host):
 
 def test_a_failed_get_goes_to_one_more_app_host_and_a_post_to_none(host):
     """Every echo upstream drops a request to /api/crash without an answer, noting it in its crashes file:
-    nginx passes the GET on to a second app host (nginx_upstream_next_tries 2), never a third, and sends
-    the POST to one app host only; both end in 502."""
+    nginx passes the GET on to other app hosts and sends the POST to one app host only; both end in 502.
+    (A try that failed on a kept-alive connection is not counted against nginx_upstream_next_tries, as
+    the app host may have closed it: the GET may reach every host of the pool, never more.)"""
     run = uuid.uuid4().hex
     get_status = fetch(host, f"https://{WEB}/api/crash", "-H", f"X-Request-ID: get-{run}")[0]
     post_status = fetch(host, f"https://{WEB}/api/crash", "-X", "POST", "-d", "{}", "-H", f"X-Request-ID: post-{run}")[0]
@@ -322,7 +323,7 @@ def test_a_failed_get_goes_to_one_more_app_host_and_a_post_to_none(host):
     print(f"a request every app host drops: GET {get_status} after {tries['get']} app hosts, "
           f"POST {post_status} after {tries['post']}")
     assert (get_status, post_status) == (502, 502)
-    assert tries == {"get": 2, "post": 1}
+    assert 2 <= tries["get"] <= len(APPS) and tries["post"] == 1, tries
 
 
 def test_a_stopped_app_host_fails_no_request(host):

@@ -2,8 +2,8 @@
 
 Both members have the same configuration and run pgBackRest's TLS server; both repositories are on the
 S3 server on pg-client. Whichever member leads archives WAL and takes the backups (from the streaming
-replica), a replica's timer does nothing, and Patroni makes a new replica from the repository. These
-tests run after the faults of test_postgresql_failover.py, so either member may lead when they start.
+replica), a replica's timer does nothing, and Patroni makes a new replica from the repository. The
+tests find the leader each time, as a switchover here hands the lead over.
 """
 
 import json
