@@ -9,8 +9,9 @@ import datetime
 import os
 import pathlib
 import re
+import subprocess
 
-from scenario_helpers import ansible_playbook, scenario_host
+from scenario_helpers import ansible_playbook, scenario_host, wait_for
 
 testinfra_hosts = ["ansible://certbot-acme"]
 
@@ -120,6 +121,28 @@ def test_a_forced_renewal_through_the_unit_reloads_nginx_onto_a_new_certificate(
     assert metric(w.file(f"{METRICS}/certbot_renew.prom").content_string, "certbot_renew_last_run_success") == 1
     assert metric(w.file(f"{METRICS}/certbot_certificates.prom").content_string,
                   "certbot_certificate_expiry_timestamp_seconds") == after["expiry"]
+
+
+def test_a_renewal_after_the_acme_server_restarts_keeps_its_account_and_its_root(host):
+    """The lab's pebble keeps its root and its accounts across a restart of its host (lab/build-pebble.sh):
+    certbot renews with the account it has, and the new certificate verifies against the root read before the
+    restart, as hosts that trusted that root (the site lab's) need. Debian's own pebble fails both: a new root at
+    every start, and the account gone (accountDoesNotExist)."""
+    root = "/tmp/pebble-root-before-restart.pem"
+    host.run_expect([0], "curl -sS --cacert /etc/pebble/ca.crt -o %s https://certbot-acme:15000/roots/0", root)
+    before = served(host)
+    subprocess.run(["docker", "restart", "certbot-acme"], check=True, capture_output=True, timeout=60)
+    assert wait_for(lambda: host.run("curl -sS --cacert /etc/pebble/ca.crt -o /dev/null https://certbot-acme:14000/dir")
+                    .rc == 0, timeout=60)
+    result = renew_through_the_unit("--force-renewal")
+    assert result.rc == 0, web().check_output("journalctl -u certbot.service --no-pager -o cat -n 30")
+    after = served(host)
+    assert after["serial"] != before["serial"]
+    verify = host.run("echo | openssl s_client -connect %s:443 -servername %s -CAfile %s -verify_return_error 2>&1",
+                      WEB, WEB, root)
+    print(f"after pebble's restart: renewed (serial {before['serial']} -> {after['serial']}), "
+          f"verified against the root read before it: {'Verify return code: 0 (ok)' in verify.stdout}")
+    assert verify.rc == 0 and "Verify return code: 0 (ok)" in verify.stdout, verify.stdout[-2000:]
 
 
 def test_a_failed_renewal_is_in_the_journal_and_the_metric(host):
