@@ -128,7 +128,7 @@ def test_a_renewal_after_the_acme_server_restarts_keeps_its_account_and_its_root
     certbot renews with the account it has, and the new certificate verifies against the root read before the
     restart, as hosts that trusted that root (the site lab's) need. Debian's own pebble fails both: a new root at
     every start, and the account gone (accountDoesNotExist)."""
-    root = "/tmp/pebble-root-before-restart.pem"
+    root = "/root/pebble-root-before-restart.pem"  # /tmp is gone after the restart
     host.run_expect([0], "curl -sS --cacert /etc/pebble/ca.crt -o %s https://certbot-acme:15000/roots/0", root)
     before = served(host)
     subprocess.run(["docker", "restart", "certbot-acme"], check=True, capture_output=True, timeout=60)
