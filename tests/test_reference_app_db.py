@@ -34,6 +34,9 @@ class FakeConnection:
     async def close(self):
         self.closed = True
 
+    async def execute(self, query):
+        return None
+
 
 class FakePool:
     """connection() hands out connections; PLAN says what each attempt meets, in order."""
@@ -159,3 +162,65 @@ def test_reads_are_retried_and_other_errors_are_not():
 
     with pytest.raises(psycopg.errors.UndefinedTable):
         run(data.read(broken))
+
+
+def test_an_unreachable_database_fails_reads_fast_not_after_the_retry_time():
+    data, _, reader, clock = database(retry_seconds=30)
+    reader.plan = ["no-server"] * 100
+
+    async def work(conn):
+        return "rows"
+
+    with pytest.raises(db.DatabaseUnavailable, match="no database member answers"):
+        run(data.read(work))
+    first = clock.now
+    assert first < 1.5, first
+    # the next request finds the database still failing: it gives up at its first failure, after one probe slice
+    with pytest.raises(db.DatabaseUnavailable):
+        run(data.read(work))
+    assert clock.now - first <= db.ATTEMPT_SECONDS + 0.1
+
+
+def test_a_write_keeps_waiting_for_a_leader_while_a_replica_answers_and_gives_up_fast_when_none_does():
+    data, writer, reader, clock = database(retry_seconds=30)
+    writer.plan = ["no-server"] * 20
+
+    async def work(conn):
+        return 1
+
+    # no leader for 20 tries (about 17 s), the replica answers each probe: the write waits, then succeeds
+    assert run(data.write(work)) == 1
+    assert writer.attempts == 21 and 0 < reader.attempts < 20 and clock.now > 10
+    # no member at all: it gives up within about a second of its first failure
+    writer.plan, reader.plan = ["no-server"] * 100, ["no-server"] * 100
+    started = clock.now
+    with pytest.raises(db.DatabaseUnavailable, match="no database member answers"):
+        run(data.write(work))
+    assert clock.now - started < 2
+
+
+def test_an_answer_ends_the_outage_for_later_requests():
+    data, _, reader, clock = database(retry_seconds=30)
+    reader.plan = ["no-server"] * 3
+
+    async def work(conn):
+        return "rows"
+
+    assert run(data.read(work)) == "rows"
+    clock.now += 60
+    reader.plan = ["no-server"]
+    # a failure long after the last one is a new outage: retried, not given up at once
+    assert run(data.read(work)) == "rows"
+
+
+def test_a_probe_passes_over_connections_to_a_member_that_went_away():
+    """After a kill -9 of the leader, the pool holds connections that fail at once: the probe that decides
+    whether to keep waiting tries the next one, which reaches the replica."""
+    data, writer, reader, clock = database(retry_seconds=30)
+    writer.plan = ["no-server"] * 6
+    reader.plan = ["no-server"] * 3  # the probe's first three connections are stale
+
+    async def work(conn):
+        return 1
+
+    assert run(data.write(work)) == 1

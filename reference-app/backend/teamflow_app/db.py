@@ -9,6 +9,16 @@ What a fault does to a request:
 - a write whose COMMIT was sent but not answered is never retried (it may have been written):
   CommitOutcomeUnknown, which the app answers with 503 and says so;
 - when the time is up: DatabaseUnavailable, 503.
+
+Waiting is worth it only while the cluster is there (a replica answers while a new leader is elected).
+When no member has answered for DB_UNREACHABLE_SECONDS (0.5 s) since the first failure, requests give up,
+so an unreachable database gives a fast 503, never a hung request:
+- a request about to give up asks the reader pool for `SELECT 1` (any member): an answer keeps it waiting
+  (and ends the outage for every request of the process);
+- a request waits for a pooled connection in slices of ATTEMPT_SECONDS (0.5 s), and checks in between;
+- the connections send TCP keepalives and give up on unacknowledged data after 0.5 s (tcp_user_timeout),
+  so a query on a server that vanished fails within half a second instead of the kernel's minutes (on a LAN an
+  acknowledgement takes well under a millisecond).
 """
 
 import asyncio
@@ -34,16 +44,25 @@ class CommitOutcomeUnknown(Exception):
     """The COMMIT was sent and the connection failed before its answer: the write may or may not be in."""
 
 
+# libpq settings of every connection: dead peers found in seconds, not minutes
+CONNECTION_SETTINGS = {"keepalives": 1, "keepalives_idle": 2, "keepalives_interval": 1, "keepalives_count": 2,
+                       "tcp_user_timeout": 500}
+ATTEMPT_SECONDS = 0.5
+
+
 class Database:
     def __init__(self, writer_url, reader_url, pool_min, pool_max, retry_seconds, application_name,
-                 pool_class=AsyncConnectionPool, sleep=asyncio.sleep, clock=time.monotonic):
-        kwargs = {"application_name": application_name}
+                 unreachable_seconds=0.5, pool_class=AsyncConnectionPool, sleep=asyncio.sleep, clock=time.monotonic):
+        kwargs = dict(CONNECTION_SETTINGS, application_name=application_name)
         self.writer = pool_class(writer_url, min_size=pool_min, max_size=pool_max, open=False, kwargs=kwargs)
         self.reader = pool_class(reader_url or writer_url, min_size=pool_min, max_size=pool_max, open=False,
                                  kwargs=kwargs)
         self.retry_seconds = retry_seconds
+        self.unreachable_seconds = unreachable_seconds
         self._sleep = sleep
         self._clock = clock
+        # when the first failure after the last answer of any member happened; None: the last try succeeded
+        self._failing_since = None
 
     async def open(self):
         await self.writer.open(wait=False)
@@ -60,10 +79,12 @@ class Database:
         while True:
             attempt += 1
             try:
-                async with self.reader.connection(timeout=self._left(deadline)) as conn:
-                    return await work(conn)
+                async with self.reader.connection(timeout=self._slice(deadline)) as conn:
+                    result = await work(conn)
+                self._failing_since = None
+                return result
             except RETRYABLE as exc:
-                await self._wait_or_give_up("read", attempt, deadline, exc)
+                await self._wait_or_give_up("read", attempt, deadline, exc, probe=True)
 
     async def write(self, work):
         """WORK(conn) in one transaction on the writer pool; retried only when it failed before COMMIT."""
@@ -73,11 +94,12 @@ class Database:
             attempt += 1
             committing = False
             try:
-                async with self.writer.connection(timeout=self._left(deadline)) as conn:
+                async with self.writer.connection(timeout=self._slice(deadline)) as conn:
                     try:
                         result = await work(conn)
                         committing = True
                         await conn.commit()
+                        self._failing_since = None
                         return result
                     except psycopg.errors.ReadOnlySqlTransaction:
                         # a former leader, now a replica: this connection will never write again
@@ -87,14 +109,39 @@ class Database:
                 if committing:
                     log.warning("commit outcome unknown", extra={"fields": {"event": "db_commit_unknown"}})
                     raise CommitOutcomeUnknown(str(exc)) from exc
-                await self._wait_or_give_up("write", attempt, deadline, exc)
+                # no leader: a member that answers (a replica, while a new leader is elected) keeps it waiting
+                await self._wait_or_give_up("write", attempt, deadline, exc, probe=True)
 
-    def _left(self, deadline):
-        return max(deadline - self._clock(), 0.5)
+    async def _answers(self):
+        """SELECT 1 on the reader pool (any member), within one slice: whether a member answered. A pooled
+        connection to a member that went away fails at once and is discarded: the next one is tried."""
+        end = self._clock() + ATTEMPT_SECONDS
+        while True:
+            try:
+                async with self.reader.connection(timeout=max(end - self._clock(), 0.05)) as conn:
+                    await conn.execute("SELECT 1")
+            except RETRYABLE:
+                if self._clock() >= end:
+                    return False
+                await self._sleep(0.05)
+                continue
+            self._failing_since = None
+            return True
 
-    async def _wait_or_give_up(self, kind, attempt, deadline, exc):
-        if self._clock() >= deadline:
+    def _slice(self, deadline):
+        return min(max(deadline - self._clock(), 0.1), ATTEMPT_SECONDS)
+
+    async def _wait_or_give_up(self, kind, attempt, deadline, exc, probe=False):
+        """Sleep before the next attempt, or raise DatabaseUnavailable: the retry time is over, or no member has
+        answered for unreachable_seconds (PROBE: unless one answers SELECT 1 now, as a replica does while a new
+        leader is elected)."""
+        now = self._clock()
+        if self._failing_since is None:
+            self._failing_since = now
+        if now >= deadline:
             raise DatabaseUnavailable(f"{kind}: {type(exc).__name__}") from exc
+        if now - self._failing_since >= self.unreachable_seconds and not (probe and await self._answers()):
+            raise DatabaseUnavailable(f"{kind}: no database member answers ({type(exc).__name__})") from exc
         fields = {"event": "db_retry", "kind": kind, "attempt": attempt, "error": type(exc).__name__}
         log.info("database retry", extra={"fields": fields})
         await self._sleep(min(0.2 * attempt, 1.0))

@@ -9,12 +9,14 @@ import uuid
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.routing import Match
 
-from . import _build, db, logs, metrics, settings
+from . import _build, cache, db, logs, metrics, settings
 
 SETTINGS = settings.load()
 logs.setup(SETTINGS.log_level)
@@ -25,16 +27,20 @@ log = logging.getLogger("teamflow")
 async def lifespan(app):
     app.state.db = db.Database(
         SETTINGS.database_url, SETTINGS.database_read_url, SETTINGS.db_pool_min, SETTINGS.db_pool_max,
-        SETTINGS.db_retry_seconds, f"teamflow-{_build.VERSION}",
+        SETTINGS.db_retry_seconds, f"teamflow-{_build.VERSION}", unreachable_seconds=SETTINGS.db_unreachable_seconds,
     )
     await app.state.db.open()
-    app.state.redis = aioredis.from_url(SETTINGS.redis_url, socket_timeout=2, socket_connect_timeout=2)
+    # one try per call: the cache marks Redis down instead of retrying (cache.py)
+    redis = aioredis.from_url(SETTINGS.redis_url, socket_timeout=SETTINGS.redis_timeout_seconds,
+                              socket_connect_timeout=SETTINGS.redis_timeout_seconds, retry=Retry(NoBackoff(), 0))
+    app.state.cache = cache.Cache(redis, SETTINGS.redis_retry_after_seconds,
+                                  on_error=lambda operation: metrics.CACHE_ERRORS.labels(operation).inc())
     log.info("started", extra={"fields": {"event": "startup"}})
     try:
         yield
     finally:
         await app.state.db.close()
-        await app.state.redis.aclose()
+        await redis.aclose()
         log.info("stopped", extra={"fields": {"event": "shutdown"}})
 
 
@@ -128,26 +134,33 @@ async def _check_database():
 
 
 async def _check_redis():
-    try:
-        await asyncio.wait_for(app.state.redis.ping(), timeout=3)
-        return "ok"
-    except Exception as exc:  # noqa: BLE001
-        return f"error: {type(exc).__name__}"
+    await app.state.cache.ping()
+    return app.state.cache.status()
 
 
 @app.get("/health")
 async def health(response: Response):
-    database, cache = await asyncio.gather(_check_database(), _check_redis())
+    """ok (200); degraded (200): Redis is unreachable and the API serves from PostgreSQL alone, `reasons` says
+    why; error (503): the database is unreachable (the API cannot serve) or the build's self-test failed.
+    The deploy gate wants ok (a release is not rolled out while a dependency is down); nginx keeps a
+    degraded host in its pool, since it serves."""
+    database, redis = await asyncio.gather(_check_database(), _check_redis())
     stats = app.state.db.writer.get_stats()
     metrics.DB_POOL_SIZE.set(stats.get("pool_size", 0))
     metrics.DB_CONNECTIONS_ACTIVE.set(stats.get("pool_size", 0) - stats.get("pool_available", 0))
-    body = {"status": "ok", "version": _build.VERSION, "database": database, "redis": cache}
+    body = {"status": "ok", "version": _build.VERSION, "database": database, "redis": redis}
+    reasons = [f"{name}: {state}" for name, state in (("database", database), ("redis", redis)) if state != "ok"]
     if _build.BROKEN == "health":
         body["status"] = "error"
         body["selftest"] = "failed: this build is broken on purpose"
-    elif database != "ok" or cache != "ok":
+    elif database != "ok":
+        body["status"] = "error"
+    elif reasons:
         body["status"] = "degraded"
-    if body["status"] != "ok":
+    if reasons:
+        body["reasons"] = reasons
+    metrics.DEGRADED.set(0 if body["status"] == "ok" else 1)
+    if body["status"] == "error":
         response.status_code = 503
     return body
 
@@ -176,7 +189,7 @@ async def create_note(note: NoteIn):
 @app.get(API + "/notes/{note_id}")
 async def read_note(note_id: int):
     key = f"teamflow:note:{note_id}"
-    cached = await app.state.redis.get(key)
+    cached = await app.state.cache.get(key)  # None while Redis is down: read from PostgreSQL
     if cached is not None:
         return dict(json.loads(cached), cached=True)
 
@@ -190,7 +203,7 @@ async def read_note(note_id: int):
     if row is None:
         raise HTTPException(status_code=404, detail="no such note")
     note = _note(row)
-    await app.state.redis.set(key, json.dumps(note), ex=SETTINGS.cache_ttl_seconds)
+    await app.state.cache.set(key, json.dumps(note), SETTINGS.cache_ttl_seconds)
     return dict(note, cached=False)
 
 

@@ -17,6 +17,10 @@ IN_PROGRESS = Gauge(
 DB_POOL_SIZE = Gauge("db_pool_size", "Connections in this worker's pool", multiprocess_mode="livesum")
 DB_CONNECTIONS_ACTIVE = Gauge("db_connections_active", "Pool connections in use", multiprocess_mode="livesum")
 DB_QUERY_DURATION = Histogram("db_query_duration_seconds", "Duration of the app's database queries", ["query"])
+CACHE_ERRORS = Counter("teamflow_cache_errors_total", "Redis calls that failed (each marks Redis down a while)",
+                       ["operation"])
+DEGRADED = Gauge("teamflow_health_degraded", "1 when the last /health of this process was not ok",
+                 multiprocess_mode="max")
 
 
 def render():

@@ -30,6 +30,9 @@ class Settings:
     db_pool_min: int
     db_pool_max: int
     db_retry_seconds: float
+    db_unreachable_seconds: float
+    redis_timeout_seconds: float
+    redis_retry_after_seconds: float
 
 
 def load():
@@ -52,4 +55,7 @@ def load():
         db_pool_min=int(_env("DB_POOL_MIN", "2")),
         db_pool_max=int(_env("DB_POOL_MAX", "10")),
         db_retry_seconds=float(_env("DB_RETRY_SECONDS", "30")),
+        db_unreachable_seconds=float(_env("DB_UNREACHABLE_SECONDS", "0.5")),
+        redis_timeout_seconds=float(_env("REDIS_TIMEOUT_SECONDS", "0.25")),
+        redis_retry_after_seconds=float(_env("REDIS_RETRY_AFTER_SECONDS", "2")),
     )
