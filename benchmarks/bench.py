@@ -15,6 +15,10 @@ Runs on the lab (molecule scenario `site`, inventories/lab), from scratch:
             switchover, a kill -9 of the leader's postmaster, the leader's host killed
             and started again; failed writes and reads, seconds to the first write,
             lost writes, seconds until the old leader streams again
+  faults    the same load with a note read through the cache while the app and cache
+            tiers fail: Redis stopped 30 s, one Gunicorn master killed (kill -9), an app
+            host stopped 30 s, the database unreachable from the app hosts 25 s; requests
+            failed, non-2xx, p99, the slowest API answer, seconds until whole again
   backup    pgbench database of a few GB: full and incremental backups per compression
             type, the verification restore, the recovery point after a hard kill
   scale     four more app hosts join (site.yml), the no-op rerun with six app hosts
@@ -56,9 +60,9 @@ LOGS = RESULTS / "logs"
 VAULT = ROOT / ".lab" / "vault-password"
 LAB_INVENTORY = ROOT / "inventories" / "lab"
 SCALE_INVENTORY = ROOT / "benchmarks" / "inventory" / "six-app-hosts.yml"
-PHASES = ("lab", "converge", "load", "deploy", "failover", "backup", "scale")
+PHASES = ("lab", "converge", "load", "deploy", "failover", "faults", "backup", "scale")
 CLIENT = "tf-mon1"          # in the monitoring group: the firewall lets it reach the app port too
-WEB, APP = "tf-web1", "tf-app1"
+WEB, APP, APPS, CACHE = "tf-web1", "tf-app1", ("tf-app1", "tf-app2"), "tf-cache1"
 VERIFY_HOST = "tf-db1"       # the verification restores run here (any member: the repositories are on S3)
 FAILOVER_CLIENT = "tf-acme"  # outside the stack, as a user is: it trusts pebble's root only
 STANZA = "teamflow"
@@ -498,6 +502,96 @@ def phase_failover(args, out):
                    and f["lost_writes"] == 0 and f["failed_reads"] == 0
                    and f["rejoin_s"] is not None and f["rejoin_s"] <= 60 for f in faults)
         and out["switchover"]["failed"] == 0,
+    }
+
+
+def app_healthy(name):
+    """NAME's own /health says ok (asked from the web host, the firewall's path to it)."""
+    rc, text, _ = dexec(WEB, f"python3 -c \"import urllib.request as u; print(u.urlopen('http://{name}:8000/health', "
+                             f"timeout=5).read().decode())\"", check=False)
+    return rc == 0 and '"status":"ok"' in text.replace(" ", "")
+
+
+def app_fault_under_load(label, seconds, fault, undo, whole):
+    """Load through the load balancer for SECONDS (/health, a note by id through the cache, a list of notes, a
+    write); FAULT() after 5 s, UNDO() 5 s before the load ends (None: nothing to undo); then the seconds from
+    UNDO (or FAULT) until WHOLE(). openload's outage figures."""
+    lb = f"https://{WEB}"
+    read, write = f"{lb}/api/v1/notes?limit=5", f"{lb}/api/v1/notes"
+    note = json.loads(dexec(FAILOVER_CLIENT, f"curl -sS --cacert /root/pebble-root.pem -H 'Content-Type: application/json'"
+                                             f" -d '{{\"title\": \"{label}\"}}' {write}")[1])
+    by_id = f"{lb}/api/v1/notes/{note['id']}"
+    dexec(FAILOVER_CLIENT, f"curl -sS -o /dev/null --cacert /root/pebble-root.pem {by_id}; rm -f /root/{label}.json")
+    sh(["docker", "exec", "-d", FAILOVER_CLIENT, "python3", "/root/openload.py", "--rate", str(FAILOVER_RATE),
+        "--duration", str(seconds), "--timeout", "10", "--cafile", "/root/pebble-root.pem", "--url", f"{lb}/health",
+        "--url", by_id, "--url", read, "--post", write, "--out", f"/root/{label}.json"])
+    time.sleep(5)
+    started = time.time()
+    fault()
+    if undo:
+        time.sleep(seconds - 10)
+        started = time.time()
+        undo()
+    whole_s = None
+    while time.time() - started < 60:
+        if whole():
+            whole_s = round(time.time() - started, 1)
+            break
+        time.sleep(0.5)
+    for _ in range(seconds + 60):
+        rc, text, _ = dexec(FAILOVER_CLIENT, f"cat /root/{label}.json", check=False)
+        if rc == 0 and text.strip().endswith("}"):
+            break
+        time.sleep(1)
+    else:
+        raise RuntimeError(f"the load during {label} wrote no result (/root/{label}.json on {FAILOVER_CLIENT})")
+    return openload.outage_figures(json.loads(text), whole_s, lb)
+
+
+def partition_database(on):
+    """Drop every packet from the app hosts to PostgreSQL (ON), or stop dropping."""
+    rule = "ip daddr { %s } tcp dport 5432 drop" % ", ".join(container_address(name) for name in database_hosts())
+    for name in APPS:
+        if on:
+            dexec(name, "nft add table inet bench_partition && nft add chain inet bench_partition out "
+                        f"'{{ type filter hook output priority -10; }}' && nft add rule inet bench_partition out {rule}")
+        else:
+            dexec(name, "nft delete table inet bench_partition", check=False)
+
+
+def phase_faults(args, out):
+    sh(["docker", "cp", str(ROOT / "benchmarks" / "openload.py"), f"{FAILOVER_CLIENT}:/root/openload.py"])
+    dexec(FAILOVER_CLIENT, "curl -sS --cacert /etc/pebble/ca.crt -o /root/pebble-root.pem https://tf-acme:15000/roots/0")
+    out["setup"] = {"client": FAILOVER_CLIENT, "rate_rps": FAILOVER_RATE, "app_hosts": list(APPS), "cache": CACHE}
+    every_app = lambda: all(app_healthy(name) for name in APPS)  # noqa: E731
+    out["redis_stopped"] = app_fault_under_load(
+        "faults-redis-stopped", 40, lambda: dexec(CACHE, "systemctl stop redis-server"),
+        lambda: dexec(CACHE, "systemctl start redis-server"), every_app)
+    out["gunicorn_kill9"] = app_fault_under_load(
+        "faults-gunicorn-kill9", 30,
+        lambda: dexec(APP, "kill -9 $(systemctl show -p MainPID --value teamflow)"), None, lambda: app_healthy(APP))
+    out["app_host_stopped"] = app_fault_under_load(
+        "faults-app-host-stopped", 40, lambda: sh(["docker", "stop", "-t", "2", APP]),
+        lambda: sh(["docker", "start", APP]), lambda: app_healthy(APP))
+    try:
+        out["database_unreachable"] = app_fault_under_load(
+            "faults-database-unreachable", 35, lambda: partition_database(True), lambda: partition_database(False),
+            every_app)
+    finally:
+        partition_database(False)
+
+    def gets(figures):
+        return [f for url, f in figures["by_url"].items() if not url.startswith("POST")]
+    api = [f for url, f in out["database_unreachable"]["by_url"].items() if "/api/" in url]
+    out["target"] = {
+        "what": "Redis stopped: 0 failed or non-2xx requests; a Gunicorn master killed or an app host stopped: 0 failed "
+                "GETs; the database unreachable: every request answered, every API request within 3 s; whole again "
+                "within 10 s",
+        "met": out["redis_stopped"]["failed"] == 0 and out["redis_stopped"]["non_2xx"] == 0
+        and all(f["failed"] == 0 for key in ("gunicorn_kill9", "app_host_stopped") for f in gets(out[key]))
+        and out["database_unreachable"]["failed"] == 0 and all(f["latency_max_ms"] <= 3000 for f in api)
+        and all(out[key]["whole_again_s"] is not None and out[key]["whole_again_s"] <= 10
+                for key in ("redis_stopped", "gunicorn_kill9", "app_host_stopped", "database_unreachable")),
     }
 
 

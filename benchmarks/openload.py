@@ -15,7 +15,8 @@ on a bare Debian host.
 Prints and writes a JSON summary: sent, completed, by_status, errors (no
 response: refused, reset, timeout), non_2xx, latency percentiles in ms, the
 first error samples, and by_url: for each URL, its requests, the failed ones
-(no response or not 2xx), its slowest answer and `longest_gap_s`, the longest
+(no response or not 2xx; `errors` and `non_2xx` apart), its p95, p99 and
+slowest answer and `longest_gap_s`, the longest
 time between two of its successful answers (how long it was out during a fault).
 --written keeps each acknowledged write (2xx to a --post) as a line
 "<sent epoch s> <answered epoch s> <response body>", to count lost writes with.
@@ -56,6 +57,15 @@ def fault_figures(summary, written, fault_at, read_url, write_url):
         "longest_write_gap_s": writes["longest_gap_s"], "slowest_write_ms": writes["latency_max_ms"],
     }
     return figures, acknowledged
+
+
+def outage_figures(summary, whole_again_s, base=""):
+    """What users saw of a fault to the app or cache tier: requests, failed (no answer), non-2xx, p99, the
+    seconds until the stack was whole again, and each URL's figures (its URL without BASE)."""
+    return {"requests": summary["sent"], "failed": summary["errors"], "non_2xx": summary["non_2xx"],
+            "p99_ms": summary["latency_ms"]["p99"], "whole_again_s": whole_again_s,
+            "by_url": {url.replace(base, ""): {k: v for k, v in figures.items() if k != "longest_gap_s"}
+                       for url, figures in summary["by_url"].items()}}
 
 
 def main(argv=None):
@@ -143,6 +153,10 @@ def main(argv=None):
         by_url.setdefault(key, {
             "sent": len(mine),
             "failed": sum(1 for r in mine if r[2] is None or not 200 <= r[2] < 300),
+            "errors": sum(1 for r in mine if r[2] is None),
+            "non_2xx": sum(1 for r in mine if r[2] is not None and not 200 <= r[2] < 300),
+            "p95_ms": percentile(sorted(r[4] for r in mine if r[3] is None), 95),
+            "p99_ms": percentile(sorted(r[4] for r in mine if r[3] is None), 99),
             "latency_max_ms": round(max((r[4] for r in mine), default=0), 2),
             "longest_gap_s": round(max((b - a for a, b in zip(answered, answered[1:])), default=0), 2),
         })

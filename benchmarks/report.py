@@ -159,6 +159,29 @@ def sections(results):
                     ["fault", "leader", "requests", "failed", "failed writes", "failed reads", "first write s",
                      "write gap s", "lost writes", "old leader streams s"], rows, notes))
 
+    faults = phases.get("faults", {})
+    rows = []
+    for key, what in (("redis_stopped", "Redis stopped 30 s"), ("gunicorn_kill9", "kill -9 of one Gunicorn master"),
+                      ("app_host_stopped", "an app host stopped 30 s"),
+                      ("database_unreachable", "the database unreachable 25 s")):
+        f = faults.get(key)
+        if f:
+            gets = [u for url, u in f["by_url"].items() if not url.startswith("POST")]
+            api = [u for url, u in f["by_url"].items() if "/api/" in url]
+            rows.append([what, f["requests"], f["failed"], f["non_2xx"], sum(u["failed"] for u in gets),
+                         fmt(f["p99_ms"]), fmt(max((u["latency_max_ms"] for u in api), default=None)),
+                         fmt(f["whole_again_s"])])
+    if rows:
+        setup, target = faults.get("setup", {}), faults.get("target", {})
+        notes = [f"Client: {setup.get('client')}, open model at {setup.get('rate_rps')} requests/s through the load "
+                 "balancer: /health, a note by id (through the Redis cache), a list of notes and a new note in turn. "
+                 "failed = no answer; failed GETs = GETs with no answer or not 2xx; whole again = seconds from the "
+                 "end of the fault (or the kill) until every app host's /health is ok."]
+        if target:
+            notes.append(f"Target ({target['what']}): met = {fmt(target['met'])}")
+        out.append(("Faults of the app and cache tiers under load", ["fault", "requests", "failed", "non-2xx",
+                    "failed GETs", "p99 ms", "slowest API ms", "whole again s"], rows, notes))
+
     backup = phases.get("backup", {})
     if backup.get("compression"):
         pgbench = backup.get("pgbench", {})

@@ -115,6 +115,8 @@ def test_openload_posts_writes_keeps_the_acknowledged_ones_and_counts_each_url(s
         server + "/": (10, 0), server + "/fail": (10, 10),
         "POST " + server + "/notes": (10, 0), "POST " + server + "/nowhere": (10, 10)}
     assert summary["by_url"][server + "/fail"]["longest_gap_s"] == 0  # never answered 2xx
+    assert (summary["by_url"][server + "/fail"]["non_2xx"], summary["by_url"][server + "/fail"]["errors"]) == (10, 0)
+    assert summary["by_url"][server + "/"]["p99_ms"] >= summary["by_url"][server + "/"]["p95_ms"] > 0
     # four URLs in turn at 40/s: one of each every 0.1 s
     assert 0.05 < summary["by_url"][server + "/"]["longest_gap_s"] < 0.5
     rows = [line.split(" ", 2) for line in written.read_text().splitlines()]
@@ -136,6 +138,16 @@ def test_fault_figures_say_when_writes_came_back_and_which_were_acknowledged():
                        "seconds_to_first_write": 5.7, "longest_write_gap_s": 6.0, "slowest_write_ms": 5200.0}
     assert openload.fault_figures(summary, "", 103.5, "https://lb/api/notes?limit=5",
                                   "https://lb/api/notes")[0]["seconds_to_first_write"] is None
+
+
+def test_outage_figures_keep_what_users_saw_per_url():
+    summary = {"sent": 9, "errors": 1, "non_2xx": 2, "latency_ms": {"p99": 2900.0},
+               "by_url": {"https://lb/health": {"sent": 3, "failed": 2, "errors": 0, "non_2xx": 2, "p95_ms": 9.0,
+                                                "p99_ms": 9.5, "latency_max_ms": 10.0, "longest_gap_s": 4.0}}}
+    assert openload.outage_figures(summary, 3.2, "https://lb") == {
+        "requests": 9, "failed": 1, "non_2xx": 2, "p99_ms": 2900.0, "whole_again_s": 3.2,
+        "by_url": {"/health": {"sent": 3, "failed": 2, "errors": 0, "non_2xx": 2, "p95_ms": 9.0, "p99_ms": 9.5,
+                               "latency_max_ms": 10.0}}}
 
 
 PLAYBOOK_OUTPUT = """

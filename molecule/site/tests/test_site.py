@@ -10,7 +10,9 @@ rollback to the lab's release) and a changed environment. The host baseline
 (firewall, SSH, lynis) is test_site_hardening.py's, which runs after this file, and
 the tiers' exporters test_site_monitoring.py's, last. test_site.py ends with the database tier
 under faults (a switchover through its AWX template, a kill -9 of the leader's postmaster, the
-leader's host stopped, a switchover to a named replica), under load through the load balancer.
+leader's host stopped, a switchover to a named replica), then the app and cache tiers under faults
+(Redis stopped, a Gunicorn master killed, an app host stopped, the database unreachable), all under
+load through the load balancer, and every service killed with kill -9.
 """
 
 import json
@@ -23,7 +25,7 @@ import uuid
 import ansible_runner
 import pytest
 import yaml
-from openload import fault_figures
+from openload import fault_figures, outage_figures
 from scenario_helpers import (PROJECT, ansible_playbook, patroni_api, patroni_leader, prometheus_api, scenario_host,
                               superuser_sql, wait_for, wal_streaming)
 
@@ -583,6 +585,128 @@ def test_a_switchover_to_a_named_replica_under_load_fails_no_request(host):
     assert figures["leader_after"] == candidate, figures
     assert figures["lost_writes"] == 0 and figures["failed"] == 0, figures
     assert rejoins(old, time.time(), 60) is not None, f"{old} does not stream 60 s after the switchover"
+
+
+# --- the app and cache tiers under faults ------------------------------------------------------
+# Redis is a cache (with it down the app reads from PostgreSQL and writes still commit), nginx passes a
+# GET that failed on one app host to the other, systemd restarts a killed Gunicorn, and an unreachable
+# database gives a fast 503. Each fault under load through the load balancer (/health, a note read by
+# id through the cache, the latest notes, a write), with what users saw and the seconds until the
+# stack is whole again printed.
+
+HEALTH = f"https://{WEB}/health"
+
+
+def app_healthy(name):
+    """NAME's own /health says ok (every dependency answers)."""
+    try:
+        return json.loads(app_get(name, "/health"))["status"] == "ok"
+    except AssertionError:
+        return False
+
+
+def app_fault(host, label, seconds, fault, undo, whole):
+    """Load for SECONDS at 9 requests/s; FAULT() after 5 s, UNDO() 5 s before the load ends (None: nothing
+    to undo), then the seconds until WHOLE() (from UNDO, or from FAULT when there is nothing to undo).
+    The figures of each URL and the overall ones, printed; returns them."""
+    note = json.loads(get(host, "/api/v1/notes", "-X POST -H 'Content-Type: application/json'",
+                          "-d '{\"title\": \"fault\"}'")[1])
+    by_id = f"https://{WEB}/api/v1/notes/{note['id']}"
+    get(host, f"/api/v1/notes/{note['id']}")  # now in the cache
+    host.run_expect([0], "rm -f /tmp/%s.json", label)
+    host.run_expect([0], f"nohup openload --rate 9 --duration {seconds} --timeout 10 --cafile {ROOT_PEM} "
+                    f"--url {HEALTH} --url {by_id} --url '{READ}' --post {WRITE} --out /tmp/{label}.json "
+                    f"> /tmp/{label}.log 2>&1 &")
+    time.sleep(5)
+    started = time.time()
+    fault()
+    if undo:
+        time.sleep(seconds - 10)
+        started = time.time()
+        undo()
+    back = wait_for(whole, 60, interval=0.5)
+    whole_after = round(time.time() - started, 1) if back else None
+    assert wait_for(lambda: host.file(f"/tmp/{label}.json").exists, seconds + 60, interval=1), \
+        host.file(f"/tmp/{label}.log").content_string
+    load = json.loads(host.file(f"/tmp/{label}.json").content_string)
+    figures = outage_figures(load, whole_after, f"https://{WEB}")
+    print(f"{label}: {json.dumps(figures)}")
+    if load["errors"] or load["non_2xx"]:
+        print(f"{label}: samples {load['error_samples'][:3]} {load['non_2xx_samples'][:3]}")
+    return figures
+
+
+def test_redis_stopped_for_30_s_under_load_fails_no_request_and_health_says_degraded(host):
+    """The cache host's Redis stopped: reads come from PostgreSQL, writes commit, /health answers 200 with
+    status degraded and the reason; after Redis starts, /health is ok again by itself."""
+    cache = scenario_host(CACHE)
+    seen = {}
+
+    def fault():
+        cache.run_expect([0], "systemctl stop redis-server")
+        time.sleep(3)
+        status, body = get(host, "/health")
+        seen.update(status=status, body=json.loads(body))
+
+    figures = app_fault(host, "redis-stopped", 40, fault, lambda: cache.run_expect([0], "systemctl start redis-server"),
+                        lambda: all(app_healthy(name) for name in APPS))
+    print(f"redis-stopped: /health during the outage: {seen}")
+    assert seen["status"] == 200 and seen["body"]["status"] == "degraded", seen
+    assert seen["body"]["redis"].startswith("error") and seen["body"]["database"] == "ok", seen
+    assert figures["failed"] == 0 and figures["non_2xx"] == 0, figures
+    assert figures["whole_again_s"] is not None and figures["whole_again_s"] <= 10, figures
+
+
+def test_a_kill_9_of_one_gunicorn_master_under_load_fails_no_get(host):
+    """nginx passes the GETs the dying workers drop to the other app host; systemd starts Gunicorn again."""
+    name = APPS[0]
+
+    def fault():
+        scenario_host(name).run_expect([0], f"kill -9 {main_pid(name)}")
+
+    figures = app_fault(host, "gunicorn-kill9", 30, fault, None, lambda: app_healthy(name))
+    gets = [f for url, f in figures["by_url"].items() if not url.startswith("POST")]
+    assert all(f["failed"] == 0 for f in gets), figures
+    assert figures["whole_again_s"] is not None and figures["whole_again_s"] <= 10, figures
+
+
+def test_an_app_hosts_container_stopped_under_load_fails_no_get(host):
+    """tf-app1's container stopped (docker stop), then started: nginx sends every GET to tf-app2 meanwhile."""
+    name = APPS[0]
+    figures = app_fault(host, "app-host-stopped", 40,
+                        lambda: subprocess.run(["docker", "stop", "-t", "2", name], check=True, capture_output=True),
+                        lambda: subprocess.run(["docker", "start", name], check=True, capture_output=True),
+                        lambda: app_healthy(name))
+    gets = [f for url, f in figures["by_url"].items() if not url.startswith("POST")]
+    assert all(f["failed"] == 0 for f in gets), figures
+    assert figures["whole_again_s"] is not None, figures
+
+
+def test_the_database_unreachable_under_load_answers_every_api_request_within_3_s(host):
+    """Every packet from the app hosts to PostgreSQL dropped (a partition) for 25 s: no request hangs, every
+    API request is answered (503 is fine) within 3 s; the app recovers by itself when the path is back."""
+    rule = "ip daddr { %s } tcp dport 5432 drop" % ", ".join(container_address(name) for name in MEMBERS)
+
+    def partition(on):
+        for name in APPS:
+            server = scenario_host(name)
+            if on:
+                server.run_expect([0], "nft add table inet teamflow_test && nft add chain inet teamflow_test out "
+                                  "'{ type filter hook output priority -10; }' && nft add rule inet teamflow_test out "
+                                  + rule)
+            else:
+                server.run_expect([0], "nft delete table inet teamflow_test")
+
+    try:
+        figures = app_fault(host, "database-unreachable", 35, lambda: partition(True), lambda: partition(False),
+                            lambda: all(app_healthy(name) for name in APPS))
+    finally:
+        for name in APPS:
+            scenario_host(name).run("nft delete table inet teamflow_test")
+    api = {url: f for url, f in figures["by_url"].items() if "/api/" in url}
+    assert all(f["errors"] == 0 for f in figures["by_url"].values()), figures
+    assert all(f["latency_max_ms"] <= 3000 for f in api.values()), api
+    assert figures["whole_again_s"] is not None and figures["whole_again_s"] <= 10, figures
 
 
 # --- every long-running service comes back after a crash -----------------------------------------
