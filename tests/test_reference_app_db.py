@@ -45,6 +45,7 @@ class FakePool:
 
     def __init__(self, url, **kwargs):
         self.url = url
+        self.options = kwargs
         self.plan = []
         self.attempts = 0
         self.connections = []
@@ -95,6 +96,13 @@ def run(coroutine):
 def test_the_pools_get_the_writer_and_reader_urls():
     _, writer, reader, _ = database()
     assert "read-write" in writer.url and "prefer-standby" in reader.url
+
+
+def test_the_pools_reconnect_within_seconds_and_find_dead_peers_fast():
+    _, writer, reader, _ = database()
+    for pool in (writer, reader):
+        assert pool.options["reconnect_timeout"] == db.RECONNECT_SECONDS <= 5
+        assert pool.options["kwargs"]["tcp_user_timeout"] <= 1000 and pool.options["kwargs"]["keepalives"] == 1
 
 
 def test_a_write_that_failed_before_commit_is_retried_until_the_leader_answers():

@@ -118,6 +118,17 @@ def test_the_environment_file_is_private_to_the_app_user(host):
     assert re.search(r"^DATABASE_READ_URL=.*target_session_attrs=prefer-standby", content, re.M)
 
 
+def test_the_workers_pools_together_stay_within_the_hosts_database_connections(host):
+    """The plan's 20-50 connections per instance, which the postgresql role sizes max_connections with: every
+    worker has a writer and a reader pool, so each may hold 50 / (2 x workers)."""
+    content = host.file("/etc/teamflow/teamflow.env").content_string
+    conf = host.file("/etc/teamflow/gunicorn.conf.py").content_string
+    workers = int(re.search(r"^workers = (\d+)$", conf, re.M).group(1))
+    pool_max = int(re.search(r'^DB_POOL_MAX="?(\d+)"?$', content, re.M).group(1))
+    print(f"{workers} workers x 2 pools x {pool_max} connections = {workers * 2 * pool_max} (of 50)")
+    assert 1 <= pool_max and workers * 2 * pool_max <= 50
+
+
 def test_the_release_is_installed_offline_and_owned_by_root(host):
     release = host.file("/opt/teamflow/releases/1.0.0")
     assert release.user == "root"

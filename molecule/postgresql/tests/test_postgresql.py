@@ -150,6 +150,19 @@ def test_the_read_only_role_gets_select_on_new_tables(host):
 
 # --- sizing and reload ----------------------------------------------------------------
 
+def test_connections_of_clients_that_vanished_are_closed_within_a_minute(host):
+    """A partition or a host that died leaves server-side backends whose client is gone; they would hold
+    max_connections' slots for the kernel's two hours. TCP keepalives close them in about a minute (30 s idle,
+    then 3 probes 10 s apart), and a running query's client is checked every 10 s."""
+    # SHOW reads 0 on the Unix socket superuser_sql uses: the settings as the server applied them from its files
+    for name in (PRIMARY, REPLICA):
+        shown = superuser_sql(name, "SELECT string_agg(name || '=' || setting, ',' ORDER BY name) FROM pg_file_settings "
+                                    "WHERE applied AND name IN ('tcp_keepalives_idle', 'tcp_keepalives_interval', "
+                                    "'tcp_keepalives_count', 'client_connection_check_interval')")
+        assert shown == ("client_connection_check_interval=10s,tcp_keepalives_count=3,tcp_keepalives_idle=30,"
+                         "tcp_keepalives_interval=10"), (name, shown)
+
+
 def test_shared_buffers_and_max_connections_are_what_the_role_computes(host):
     mem_kb = int(remote(PRIMARY).check_output("awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
     mem_mb = mem_kb // 1024

@@ -16,6 +16,8 @@ so an unreachable database gives a fast 503, never a hung request:
 - a request about to give up asks the reader pool for `SELECT 1` (any member): an answer keeps it waiting
   (and ends the outage for every request of the process);
 - a request waits for a pooled connection in slices of ATTEMPT_SECONDS (0.5 s), and checks in between;
+- the pools' reconnection back-off starts again every RECONNECT_SECONDS (2 s), so they reconnect within
+  seconds once the database answers again;
 - the connections send TCP keepalives and give up on unacknowledged data after 0.5 s (tcp_user_timeout),
   so a query on a server that vanished fails within half a second instead of the kernel's minutes (on a LAN an
   acknowledgement takes well under a millisecond).
@@ -48,15 +50,20 @@ class CommitOutcomeUnknown(Exception):
 CONNECTION_SETTINGS = {"keepalives": 1, "keepalives_idle": 2, "keepalives_interval": 1, "keepalives_count": 2,
                        "tcp_user_timeout": 500}
 ATTEMPT_SECONDS = 0.5
+# a pool whose connection attempts fail backs off (1, 2, 4, ... s) until this many seconds have passed, then
+# starts again from 1 s when a request waits: after an outage the pools reconnect within seconds, not after a
+# back-off grown during it
+RECONNECT_SECONDS = 2
 
 
 class Database:
     def __init__(self, writer_url, reader_url, pool_min, pool_max, retry_seconds, application_name,
                  unreachable_seconds=0.5, pool_class=AsyncConnectionPool, sleep=asyncio.sleep, clock=time.monotonic):
         kwargs = dict(CONNECTION_SETTINGS, application_name=application_name)
-        self.writer = pool_class(writer_url, min_size=pool_min, max_size=pool_max, open=False, kwargs=kwargs)
+        self.writer = pool_class(writer_url, min_size=pool_min, max_size=pool_max, open=False, kwargs=kwargs,
+                                 reconnect_timeout=RECONNECT_SECONDS)
         self.reader = pool_class(reader_url or writer_url, min_size=pool_min, max_size=pool_max, open=False,
-                                 kwargs=kwargs)
+                                 kwargs=kwargs, reconnect_timeout=RECONNECT_SECONDS)
         self.retry_seconds = retry_seconds
         self.unreachable_seconds = unreachable_seconds
         self._sleep = sleep
