@@ -419,6 +419,16 @@ def container_address(name):
     return sh(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name])[1].strip()
 
 
+def load_result(label, seconds):
+    """The summary openload writes on the client at the end of a run of SECONDS (waited for)."""
+    for _ in range(seconds + 60):
+        rc, text, _ = dexec(FAILOVER_CLIENT, f"cat /root/{label}.json", check=False)
+        if rc == 0 and text.strip().endswith("}"):
+            return json.loads(text)
+        time.sleep(1)
+    raise RuntimeError(f"the load during {label} wrote no result (/root/{label}.json on {FAILOVER_CLIENT})")
+
+
 def fault_under_load(label, seconds, fault):
     """Load through the load balancer for SECONDS; FAULT() runs after 5 s and returns its time. The figures."""
     lb = f"https://{WEB}"
@@ -430,14 +440,7 @@ def fault_under_load(label, seconds, fault):
     time.sleep(5)
     before = leader()
     fault_at = fault(before)
-    for _ in range(seconds + 60):
-        rc, text, _ = dexec(FAILOVER_CLIENT, f"cat /root/{label}.json", check=False)
-        if rc == 0 and text.strip().endswith("}"):
-            break
-        time.sleep(1)
-    else:
-        raise RuntimeError(f"the load during {label} wrote no result (/root/{label}.json on {FAILOVER_CLIENT})")
-    summary = json.loads(text)
+    summary = load_result(label, seconds)
     figures, acknowledged = openload.fault_figures(summary, dexec(FAILOVER_CLIENT, f"cat /root/{label}.written")[1],
                                                    fault_at, read, write)
     after = leader()
@@ -538,14 +541,7 @@ def app_fault_under_load(label, seconds, fault, undo, whole):
             whole_s = round(time.time() - started, 1)
             break
         time.sleep(0.5)
-    for _ in range(seconds + 60):
-        rc, text, _ = dexec(FAILOVER_CLIENT, f"cat /root/{label}.json", check=False)
-        if rc == 0 and text.strip().endswith("}"):
-            break
-        time.sleep(1)
-    else:
-        raise RuntimeError(f"the load during {label} wrote no result (/root/{label}.json on {FAILOVER_CLIENT})")
-    return openload.outage_figures(json.loads(text), whole_s, lb)
+    return openload.outage_figures(load_result(label, seconds), whole_s, lb)
 
 
 def partition_database(on):
