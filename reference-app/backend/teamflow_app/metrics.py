@@ -20,7 +20,7 @@ DB_QUERY_DURATION = Histogram("db_query_duration_seconds", "Duration of the app'
 CACHE_ERRORS = Counter("teamflow_cache_errors_total", "Redis calls that failed (each marks Redis down a while)",
                        ["operation"])
 DEGRADED = Gauge("teamflow_health_degraded", "1 when the last /health of this process was not ok",
-                 multiprocess_mode="max")
+                 multiprocess_mode="livemax")
 
 
 def render():
