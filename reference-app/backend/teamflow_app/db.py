@@ -91,7 +91,7 @@ class Database:
                 self._failing_since = None
                 return result
             except RETRYABLE as exc:
-                await self._wait_or_give_up("read", attempt, deadline, exc, probe=True)
+                await self._wait_or_give_up("read", attempt, deadline, exc)
 
     async def write(self, work):
         """WORK(conn) in one transaction on the writer pool; retried only when it failed before COMMIT."""
@@ -117,7 +117,7 @@ class Database:
                     log.warning("commit outcome unknown", extra={"fields": {"event": "db_commit_unknown"}})
                     raise CommitOutcomeUnknown(str(exc)) from exc
                 # no leader: a member that answers (a replica, while a new leader is elected) keeps it waiting
-                await self._wait_or_give_up("write", attempt, deadline, exc, probe=True)
+                await self._wait_or_give_up("write", attempt, deadline, exc)
 
     async def _answers(self):
         """SELECT 1 on the reader pool (any member), within one slice: whether a member answered. A pooled
@@ -138,16 +138,16 @@ class Database:
     def _slice(self, deadline):
         return min(max(deadline - self._clock(), 0.1), ATTEMPT_SECONDS)
 
-    async def _wait_or_give_up(self, kind, attempt, deadline, exc, probe=False):
+    async def _wait_or_give_up(self, kind, attempt, deadline, exc):
         """Sleep before the next attempt, or raise DatabaseUnavailable: the retry time is over, or no member has
-        answered for unreachable_seconds (PROBE: unless one answers SELECT 1 now, as a replica does while a new
-        leader is elected)."""
+        answered for unreachable_seconds and none answers SELECT 1 now (a replica does while a new leader is
+        elected)."""
         now = self._clock()
         if self._failing_since is None:
             self._failing_since = now
         if now >= deadline:
             raise DatabaseUnavailable(f"{kind}: {type(exc).__name__}") from exc
-        if now - self._failing_since >= self.unreachable_seconds and not (probe and await self._answers()):
+        if now - self._failing_since >= self.unreachable_seconds and not await self._answers():
             raise DatabaseUnavailable(f"{kind}: no database member answers ({type(exc).__name__})") from exc
         fields = {"event": "db_retry", "kind": kind, "attempt": attempt, "error": type(exc).__name__}
         log.info("database retry", extra={"fields": fields})
