@@ -3,7 +3,9 @@
 # keeps its root and its ACME accounts across restarts (PEBBLE_ROOT_DIR,
 # PEBBLE_ACCOUNTS_FILE; upstream declined a fixed root, letsencrypt/pebble#298).
 #
-#   lab/build-pebble.sh IMAGE       IMAGE: the lab's base image (lab/build-image.sh)
+#   lab/build-pebble.sh IMAGE       IMAGE: the lab's Debian 12 base image
+#                                   (lab/build-image.sh bookworm; the package
+#                                   installs on Debian 13 as well)
 #
 # Prints the path of the .deb on stdout. It is built once per machine, in a
 # throwaway container of IMAGE (through the host's apt cache), and kept under
