@@ -673,6 +673,7 @@ def test_a_kill_9_of_one_gunicorn_master_under_load_fails_no_get(host):
 def test_an_app_hosts_container_stopped_under_load_fails_no_get(host):
     """tf-app1's container stopped (docker stop), then started: nginx sends every GET to tf-app2 meanwhile."""
     name = APPS[0]
+    address = container_address(name)
     figures = app_fault(host, "app-host-stopped", 40,
                         lambda: subprocess.run(["docker", "stop", "-t", "2", name], check=True, capture_output=True),
                         lambda: subprocess.run(["docker", "start", name], check=True, capture_output=True),
@@ -680,6 +681,7 @@ def test_an_app_hosts_container_stopped_under_load_fails_no_get(host):
     gets = [f for url, f in figures["by_url"].items() if not url.startswith("POST")]
     assert all(f["failed"] == 0 for f in gets), figures
     assert figures["whole_again_s"] is not None, figures
+    assert container_address(name) == address  # what nginx's pool, pg_hba and the firewalls name
 
 
 def test_the_database_unreachable_under_load_answers_every_api_request_within_3_s(host):
