@@ -63,6 +63,7 @@ SCALE_INVENTORY = ROOT / "benchmarks" / "inventory" / "six-app-hosts.yml"
 PHASES = ("lab", "converge", "load", "deploy", "failover", "faults", "backup", "scale")
 CLIENT = "tf-mon1"          # in the monitoring group: the firewall lets it reach the app port too
 WEB, APP, APPS, CACHE = "tf-web1", "tf-app1", ("tf-app1", "tf-app2"), "tf-cache1"
+CACHES, REPLICA_CACHE = ("tf-cache1", "tf-cache2"), "tf-cache2"
 VERIFY_HOST = "tf-db1"       # the verification restores run here (any member: the repositories are on S3)
 FAILOVER_CLIENT = "tf-acme"  # outside the stack, as a user is: it trusts pebble's root only
 STANZA = "teamflow"
@@ -555,14 +556,56 @@ def partition_database(on):
             dexec(name, "nft delete table inet bench_partition", check=False)
 
 
+def lab_secret(name):
+    """A value of the lab's vault (never logged)."""
+    plain = sh(["ansible-vault", "view", "--vault-password-file", str(VAULT),
+                str(LAB_INVENTORY / "group_vars" / "all" / "vault.yml")])[1]
+    return re.search(rf"^{name}: (\S+)$", plain, re.M).group(1)  # lab/vault.py's values are URL-safe tokens
+
+
+def redis_admin(name, command, port=6379):
+    """redis-cli as the admin user on NAME (port 26379: its sentinel); the output lines."""
+    script = f"REDISCLI_AUTH={shlex.quote(lab_secret('vault_redis_admin_password'))} redis-cli --no-auth-warning " \
+             f"--user admin -p {port} {command}"
+    return dexec(name, script, check=False)[1].split()
+
+
+def redis_master_failover_under_load():
+    """redis-server stopped on the master (CACHE) under load: the seconds until the sentinels name the replica,
+    the figures of the load; CACHE, started again, replicates; then the lab is failed back to CACHE."""
+    seen = {}
+
+    def fault():
+        stopped = time.monotonic()
+        dexec(CACHE, "systemctl stop redis-server")
+        while time.monotonic() - stopped < 30:
+            if redis_admin(REPLICA_CACHE, "ROLE")[:1] == ["master"] and redis_admin(
+                    "tf-mon1", "SENTINEL GET-MASTER-ADDR-BY-NAME teamflow", 26379)[:1] == [container_address(REPLICA_CACHE)]:
+                seen["new_master_s"] = round(time.monotonic() - stopped, 1)
+                break
+            time.sleep(0.2)
+
+    figures = app_fault_under_load(
+        "faults-redis-master-stopped", 40, fault, lambda: dexec(CACHE, "systemctl start redis-server"),
+        lambda: redis_admin(CACHE, "ROLE")[:2] == ["slave", container_address(REPLICA_CACHE)]
+        and all(app_healthy(name) for name in APPS))
+    figures["new_master_s"] = seen.get("new_master_s")
+    redis_admin("tf-mon1", "SENTINEL FAILOVER teamflow", 26379)
+    began = time.monotonic()
+    while time.monotonic() - began < 60 and redis_admin(CACHE, "ROLE")[:1] != ["master"]:
+        time.sleep(0.5)
+    return figures
+
+
 def phase_faults(args, out):
     sh(["docker", "cp", str(ROOT / "benchmarks" / "openload.py"), f"{FAILOVER_CLIENT}:/root/openload.py"])
     dexec(FAILOVER_CLIENT, "curl -sS --cacert /etc/pebble/ca.crt -o /root/pebble-root.pem https://tf-acme:15000/roots/0")
     out["setup"] = {"client": FAILOVER_CLIENT, "rate_rps": FAILOVER_RATE, "app_hosts": list(APPS), "cache": CACHE}
     every_app = lambda: all(app_healthy(name) for name in APPS)  # noqa: E731
+    out["redis_master_stopped"] = redis_master_failover_under_load()
     out["redis_stopped"] = app_fault_under_load(
-        "faults-redis-stopped", 40, lambda: dexec(CACHE, "systemctl stop redis-server"),
-        lambda: dexec(CACHE, "systemctl start redis-server"), every_app)
+        "faults-redis-stopped", 40, lambda: [dexec(name, "systemctl stop redis-server") for name in CACHES],
+        lambda: [dexec(name, "systemctl start redis-server") for name in CACHES], every_app)
     out["gunicorn_kill9"] = app_fault_under_load(
         "faults-gunicorn-kill9", 30,
         lambda: dexec(APP, "kill -9 $(systemctl show -p MainPID --value teamflow)"), None, lambda: app_healthy(APP))
@@ -580,14 +623,16 @@ def phase_faults(args, out):
         return [f for url, f in figures["by_url"].items() if not url.startswith("POST")]
     api = [f for url, f in out["database_unreachable"]["by_url"].items() if "/api/" in url]
     out["target"] = {
-        "what": "Redis stopped: 0 failed or non-2xx requests; a Gunicorn master killed or an app host stopped: 0 failed "
+        "what": "The Redis master stopped: 0 failed or non-2xx requests, a new master within 10 s; Redis stopped on "
+                "every cache host: 0 failed or non-2xx requests; a Gunicorn master killed or an app host stopped: 0 failed "
                 "GETs; the database unreachable: every request answered, every API request within 3 s; whole again "
                 "within 10 s",
-        "met": out["redis_stopped"]["failed"] == 0 and out["redis_stopped"]["non_2xx"] == 0
+        "met": all(out[key]["failed"] == 0 and out[key]["non_2xx"] == 0 for key in ("redis_master_stopped", "redis_stopped"))
+        and (out["redis_master_stopped"]["new_master_s"] or 99) <= 10
         and all(f["failed"] == 0 for key in ("gunicorn_kill9", "app_host_stopped") for f in gets(out[key]))
         and out["database_unreachable"]["failed"] == 0 and all(f["latency_max_ms"] <= 3000 for f in api)
         and all(out[key]["whole_again_s"] is not None and out[key]["whole_again_s"] <= 10
-                for key in ("redis_stopped", "gunicorn_kill9", "app_host_stopped", "database_unreachable")),
+                for key in ("redis_master_stopped", "redis_stopped", "gunicorn_kill9", "app_host_stopped", "database_unreachable")),
     }
 
 

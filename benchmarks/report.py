@@ -161,7 +161,8 @@ def sections(results):
 
     faults = phases.get("faults", {})
     rows = []
-    for key, what in (("redis_stopped", "Redis stopped 30 s"), ("gunicorn_kill9", "kill -9 of one Gunicorn master"),
+    for key, what in (("redis_master_stopped", "the Redis master stopped"),
+                      ("redis_stopped", "Redis stopped 30 s on every cache host"), ("gunicorn_kill9", "kill -9 of one Gunicorn master"),
                       ("app_host_stopped", "an app host stopped 30 s"),
                       ("database_unreachable", "the database unreachable 25 s")):
         f = faults.get(key)

@@ -32,7 +32,8 @@ from scenario_helpers import (PROJECT, ansible_playbook, patroni_api, patroni_le
 testinfra_hosts = ["docker://tf-acme"]
 
 WEB, APPS, PRIMARY, REPLICA, CACHE = "tf-web1", ("tf-app1", "tf-app2"), "tf-db1", "tf-db2", "tf-cache1"
-HOSTS = ("tf-web1", "tf-app1", "tf-app2", "tf-db1", "tf-db2", "tf-cache1", "tf-mon1")
+CACHES, SENTINELS = ("tf-cache1", "tf-cache2"), ("tf-cache1", "tf-cache2", "tf-mon1")
+HOSTS = ("tf-web1", "tf-app1", "tf-app2", "tf-db1", "tf-db2", "tf-cache1", "tf-cache2", "tf-mon1")
 ROOT_PEM = "/tmp/pebble-root.pem"
 LAB = PROJECT / "inventories" / "lab"
 VAULT_PASSWORD = PROJECT / ".lab" / "vault-password"
@@ -169,7 +170,7 @@ def test_node_exporter_answers_the_monitoring_host_on_every_host_over_tls_with_b
 # --- the monitoring tier (role prometheus) ------------------------------------------------------
 
 SCRAPED = {"prometheus": {"tf-mon1"}, "node": set(HOSTS), "teamflow_app": set(APPS), "nginx": {WEB},
-           "postgresql": {PRIMARY, REPLICA}, "redis": {CACHE}, "teamflow_health": {f"https://{WEB}/health"},
+           "postgresql": {PRIMARY, REPLICA}, "redis": set(CACHES), "teamflow_health": {f"https://{WEB}/health"},
            "etcd": {PRIMARY, REPLICA, "tf-mon1"}, "patroni": {PRIMARY, REPLICA}}
 
 
@@ -636,20 +637,99 @@ def app_fault(host, label, seconds, fault, undo, whole):
     return figures
 
 
-def test_redis_stopped_for_30_s_under_load_fails_no_request_and_health_says_degraded(host):
-    """The cache host's Redis stopped: reads come from PostgreSQL, writes commit, /health answers 200 with
-    status degraded and the reason; after Redis starts, /health is ok again by itself."""
-    cache = scenario_host(CACHE)
+def redis_cli(secrets, name, *command, port=6379):
+    """redis-cli on NAME as the admin user (of Redis, or of the sentinel on port 26379), its output lines."""
+    return scenario_host(name).check_output(
+        "REDISCLI_AUTH=%s redis-cli --no-auth-warning --user admin -p %s " + " ".join(["%s"] * len(command)),
+        secrets["vault_redis_admin_password"], port, *command).splitlines()
+
+
+def redis_role(secrets, name):
+    try:
+        return redis_cli(secrets, name, "ROLE")
+    except AssertionError:
+        return []
+
+
+def sentinel_master(secrets, name):
+    """The address of the master the sentinel on NAME names."""
+    return redis_cli(secrets, name, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", "teamflow", port=26379)[:1]
+
+
+def test_the_cache_hosts_are_a_master_and_its_replica_that_the_sentinels_agree_on(host, secrets):
+    """tf-cache1 (the first of the group) is the master, tf-cache2 replicates from it, and the three
+    sentinels name the master and know each other; with the replication and sentinel users, not default."""
+    master = container_address(CACHE)
+    assert redis_role(secrets, CACHE)[0] == "master"
+    assert redis_role(secrets, "tf-cache2")[:4] == ["slave", master, "6379", "connected"]
+    for name in SENTINELS:
+        assert sentinel_master(secrets, name) == [master], name
+        fields = redis_cli(secrets, name, "SENTINEL", "MASTER", "teamflow", port=26379)
+        state = dict(zip(fields[0::2], fields[1::2]))
+        assert (state["flags"], state["num-slaves"], state["num-other-sentinels"], state["quorum"]) == \
+            ("master", "1", "2", "2"), state
+    default = scenario_host(CACHE).run("redis-cli -p 26379 PING")
+    assert "NOAUTH" in default.stdout + default.stderr
+    users = redis_cli(secrets, CACHE, "ACL", "USERS")
+    assert {"replication", "sentinel"} <= set(users) and "default" in users  # the default user is off
+    assert "off" in redis_cli(secrets, CACHE, "ACL", "GETUSER", "default")
+
+
+def test_the_redis_master_stopped_under_load_fails_no_request_and_a_replica_takes_over(host, secrets):
+    """redis-server stopped on the master: the sentinels promote tf-cache2 within 10 s, no API request fails
+    (the app reads from PostgreSQL meanwhile), a key written before is read from the new master, and the old
+    master, started again, replicates from the new one. The lab is then failed back to tf-cache1."""
+    old, new = CACHE, "tf-cache2"
+    session = f"teamflow:session:{uuid.uuid4().hex}"
+    scenario_host(old).run_expect([0], "REDISCLI_AUTH=%s redis-cli --no-auth-warning --user teamflow SET %s alice "
+                                  "EX 600", secrets["vault_redis_app_password"], session)
+    assert wait_for(lambda: redis_cli(secrets, new, "GET", session) == ["alice"], 10)
     seen = {}
 
     def fault():
-        cache.run_expect([0], "systemctl stop redis-server")
+        seen["stopped"] = time.monotonic()
+        scenario_host(old).run_expect([0], "systemctl stop redis-server")
+        promoted = wait_for(lambda: redis_role(secrets, new)[:1] == ["master"]
+                            and sentinel_master(secrets, "tf-mon1") == [container_address(new)], 30, interval=0.2)
+        seen["new_master_s"] = round(time.monotonic() - seen["stopped"], 1) if promoted else None
+
+    figures = app_fault(host, "redis-master-stopped", 40, fault,
+                        lambda: scenario_host(old).run_expect([0], "systemctl start redis-server"),
+                        lambda: redis_role(secrets, old)[:4] == ["slave", container_address(new), "6379", "connected"]
+                        and all(app_healthy(name) for name in APPS))
+    print(f"redis-master-stopped: a new master {seen['new_master_s']} s after the stop; {old} replicates from "
+          f"{new} {figures['whole_again_s']} s after its start")
+    try:
+        assert seen["new_master_s"] is not None and seen["new_master_s"] <= 10, seen
+        assert figures["failed"] == 0 and figures["non_2xx"] == 0, figures
+        assert figures["whole_again_s"] is not None, figures
+        assert redis_cli(secrets, new, "GET", session) == ["alice"]
+    finally:
+        # back to the lab's shape: tf-cache1 the master
+        redis_cli(secrets, "tf-mon1", "SENTINEL", "FAILOVER", "teamflow", port=26379)
+        assert wait_for(lambda: redis_role(secrets, old)[:1] == ["master"]
+                        and redis_role(secrets, new)[:4] == ["slave", container_address(old), "6379", "connected"]
+                        and all(sentinel_master(secrets, name) == [container_address(old)] for name in SENTINELS),
+                        60, interval=0.5)
+
+
+def test_redis_stopped_on_every_cache_host_for_30_s_under_load_fails_no_request_and_health_says_degraded(host):
+    """Redis stopped on both cache hosts: reads come from PostgreSQL, writes commit, /health answers 200 with
+    status degraded and the reason; after Redis starts, /health is ok again by itself."""
+    seen = {}
+
+    def fault():
+        for name in CACHES:
+            scenario_host(name).run_expect([0], "systemctl stop redis-server")
         time.sleep(3)
         status, body = get(host, "/health")
         seen.update(status=status, body=json.loads(body))
 
-    figures = app_fault(host, "redis-stopped", 40, fault, lambda: cache.run_expect([0], "systemctl start redis-server"),
-                        lambda: all(app_healthy(name) for name in APPS))
+    def undo():
+        for name in CACHES:
+            scenario_host(name).run_expect([0], "systemctl start redis-server")
+
+    figures = app_fault(host, "redis-stopped", 40, fault, undo, lambda: all(app_healthy(name) for name in APPS))
     print(f"redis-stopped: /health during the outage: {seen}")
     assert seen["status"] == 200 and seen["body"]["status"] == "degraded", seen
     assert seen["body"]["redis"].startswith("error") and seen["body"]["database"] == "ok", seen
@@ -722,8 +802,9 @@ SERVICES = {
     "tf-app1": {"teamflow"}, "tf-app2": {"teamflow"},
     "tf-db1": {"patroni@15-main", "etcd", "pgbackrest", "prometheus-postgres-exporter"},
     "tf-db2": {"patroni@15-main", "etcd", "pgbackrest", "prometheus-postgres-exporter"},
-    "tf-cache1": {"redis-server", "prometheus-redis-exporter"},
-    "tf-mon1": {"prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter", "etcd"},
+    "tf-cache1": {"redis-server", "redis-sentinel", "prometheus-redis-exporter"},
+    "tf-cache2": {"redis-server", "redis-sentinel", "prometheus-redis-exporter"},
+    "tf-mon1": {"prometheus", "prometheus-alertmanager", "prometheus-blackbox-exporter", "etcd", "redis-sentinel"},
 }
 
 

@@ -24,9 +24,9 @@ from scenario_helpers import PROJECT, ansible_playbook, scenario_host
 testinfra_hosts = ["docker://tf-acme"]
 
 TIERS = {"tf-web1": "web", "tf-app1": "app", "tf-app2": "app", "tf-db1": "db", "tf-db2": "db",
-         "tf-cache1": "cache", "tf-mon1": "monitoring"}
+         "tf-cache1": "cache", "tf-cache2": "cache", "tf-mon1": "monitoring"}
 # every well-known port, and every port a tier of the lab listens on
-PORTS = "1-1024,5432,6379,8000,8432,9090,9093,9100,9113,9121,9187"
+PORTS = "1-1024,5432,6379,8000,26379,8432,9090,9093,9100,9113,9121,9187"
 OPEN_TO_OUTSIDERS = {name: {80, 443} if tier == "web" else set() for name, tier in TIERS.items()}
 ADMIN_KEY = PROJECT / ".lab" / "admin_key"
 # The lynis hardening index the role promises on every host, in a container of the lab (which
@@ -98,6 +98,11 @@ REACHABLE = [
     ("tf-mon1", "tf-web1", 9113),
     ("tf-mon1", "tf-db2", 9187),
     ("tf-mon1", "tf-cache1", 9121),
+    # the replica reads its master; the sentinels watch Redis and talk to each other; the app asks them
+    ("tf-cache2", "tf-cache1", 6379),
+    ("tf-mon1", "tf-cache2", 6379),
+    ("tf-cache1", "tf-mon1", 26379),
+    ("tf-app1", "tf-cache2", 26379),
 ]
 UNREACHABLE = [
     ("tf-web1", "tf-db1", 5432),
@@ -108,6 +113,8 @@ UNREACHABLE = [
     ("tf-app1", "tf-web1", 9100),
     ("tf-app2", "tf-db1", 9187),
     ("tf-web1", "tf-cache1", 9121),
+    ("tf-web1", "tf-cache2", 26379),
+    ("tf-db1", "tf-mon1", 26379),
 ]
 
 

@@ -6,6 +6,9 @@
 - A failed call marks Redis down for REDIS_RETRY_AFTER_SECONDS (2 s by default): in that time no call goes
   to Redis at all (a read is a miss, a write is skipped), so an outage costs each request nothing but the
   database read it would have done on a miss. The first call after that time tries Redis again.
+- With Redis Sentinel (REDIS_SENTINELS), the client asks the sentinels where the master is when it connects;
+  after a failover the old master's connections fail (a miss, as above) and the next connection goes to the
+  new master. The sentinels get the same time limit.
 - `status()` is what /health reports: "ok", or "error: <kind>" while Redis is down.
 
 A write to PostgreSQL never depends on Redis: the cache only ever holds copies, with a TTL.
@@ -13,8 +16,28 @@ A write to PostgreSQL never depends on Redis: the cache only ever holds copies, 
 
 import logging
 import time
+from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger("teamflow.cache")
+
+
+def connect(settings):
+    """The Redis client: REDIS_URL's server, or the master the sentinels name. One try per call: the cache
+    marks Redis down instead of retrying."""
+    import redis.asyncio as aioredis  # the app's dependency; the unit tests of Cache run without it
+    from redis.asyncio.retry import Retry
+    from redis.asyncio.sentinel import Sentinel
+    from redis.backoff import NoBackoff
+
+    limits = {"socket_timeout": settings.redis_timeout_seconds,
+              "socket_connect_timeout": settings.redis_timeout_seconds, "retry": Retry(NoBackoff(), 0)}
+    if not settings.redis_sentinels:
+        return aioredis.from_url(settings.redis_url, **limits)
+    url = urlsplit(settings.redis_url)
+    login = {"username": unquote(url.username or "") or None, "password": unquote(url.password or "") or None}
+    sentinel = Sentinel(list(settings.redis_sentinels), sentinel_kwargs={**limits, **login}, **limits, **login,
+                        db=int(url.path.lstrip("/") or 0))
+    return sentinel.master_for(settings.redis_sentinel_master, **limits)
 
 
 class Cache:

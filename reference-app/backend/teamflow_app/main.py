@@ -8,9 +8,6 @@ import time
 import uuid
 from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -30,9 +27,7 @@ async def lifespan(app):
         SETTINGS.db_retry_seconds, f"teamflow-{_build.VERSION}", unreachable_seconds=SETTINGS.db_unreachable_seconds,
     )
     await app.state.db.open()
-    # one try per call: the cache marks Redis down instead of retrying (cache.py)
-    redis = aioredis.from_url(SETTINGS.redis_url, socket_timeout=SETTINGS.redis_timeout_seconds,
-                              socket_connect_timeout=SETTINGS.redis_timeout_seconds, retry=Retry(NoBackoff(), 0))
+    redis = cache.connect(SETTINGS)
     app.state.cache = cache.Cache(redis, SETTINGS.redis_retry_after_seconds,
                                   on_error=lambda operation: metrics.CACHE_ERRORS.labels(operation).inc())
     log.info("started", extra={"fields": {"event": "startup"}})

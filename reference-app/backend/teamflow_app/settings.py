@@ -20,6 +20,8 @@ class Settings:
     database_url: str
     database_read_url: str
     redis_url: str
+    redis_sentinels: tuple
+    redis_sentinel_master: str
     secret_key: str
     access_token_expire_minutes: int
     refresh_token_expire_days: int
@@ -45,6 +47,10 @@ def load():
         # reads a replica may answer; empty: DATABASE_URL's
         database_read_url=_env("DATABASE_READ_URL", ""),
         redis_url=_env("REDIS_URL"),
+        # HOST:PORT,...: ask these sentinels where the master is (REDIS_URL's host is then not used)
+        redis_sentinels=tuple((address.rsplit(":", 1)[0], int(address.rsplit(":", 1)[1]))
+                              for address in _env("REDIS_SENTINELS", "").split(",") if address),
+        redis_sentinel_master=_env("REDIS_SENTINEL_MASTER", "teamflow"),
         secret_key=_env("SECRET_KEY"),
         access_token_expire_minutes=int(_env("ACCESS_TOKEN_EXPIRE_MINUTES", "15")),
         refresh_token_expire_days=int(_env("REFRESH_TOKEN_EXPIRE_DAYS", "7")),
