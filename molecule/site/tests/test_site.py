@@ -171,7 +171,7 @@ def test_node_exporter_answers_the_monitoring_host_on_every_host_over_tls_with_b
 
 SCRAPED = {"prometheus": {"tf-mon1"}, "node": set(HOSTS), "teamflow_app": set(APPS), "nginx": {WEB},
            "postgresql": {PRIMARY, REPLICA}, "redis": set(CACHES), "teamflow_health": {f"https://{WEB}/health"},
-           "etcd": {PRIMARY, REPLICA, "tf-mon1"}, "patroni": {PRIMARY, REPLICA}}
+           "etcd": {PRIMARY, REPLICA, "tf-mon1"}, "patroni": {PRIMARY, REPLICA}, "redis_sentinel": set(SENTINELS)}
 
 
 def test_prometheus_scrapes_every_host_and_exporter_and_all_are_up(host):
