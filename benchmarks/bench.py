@@ -16,7 +16,8 @@ Runs on the lab (molecule scenario `site`, inventories/lab), from scratch:
             and started again; failed writes and reads, seconds to the first write,
             lost writes, seconds until the old leader streams again
   faults    the same load with a note read through the cache while the app and cache
-            tiers fail: Redis stopped 30 s, one Gunicorn master killed (kill -9), an app
+            tiers fail: the Redis master stopped (Sentinel fails it over; then back), Redis
+            stopped 30 s on both cache hosts, one Gunicorn master killed (kill -9), an app
             host stopped 30 s, the database unreachable from the app hosts 25 s; requests
             failed, non-2xx, p99, the slowest API answer, seconds until whole again
   backup    pgbench database of a few GB: full and incremental backups per compression

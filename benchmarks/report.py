@@ -178,6 +178,10 @@ def sections(results):
                  "balancer: /health, a note by id (through the Redis cache), a list of notes and a new note in turn. "
                  "failed = no answer; failed GETs = GETs with no answer or not 2xx; whole again = seconds from the "
                  "end of the fault (or the kill) until every app host's /health is ok."]
+        if faults.get("redis_master_stopped"):
+            notes.append("The Redis master stopped: the sentinels named the replica as the new master "
+                         f"{fmt(faults['redis_master_stopped'].get('new_master_s'))} s after the stop; whole again = "
+                         "the old master replicates from it and every app host is ok.")
         if target:
             notes.append(f"Target ({target['what']}): met = {fmt(target['met'])}")
         out.append(("Faults of the app and cache tiers under load", ["fault", "requests", "failed", "non-2xx",
