@@ -641,7 +641,7 @@ def redis_cli(secrets, name, *command, port=6379):
     """redis-cli on NAME as the admin user (of Redis, or of the sentinel on port 26379), its output lines."""
     return scenario_host(name).check_output(
         "REDISCLI_AUTH=%s redis-cli --no-auth-warning --user admin -p %s " + " ".join(["%s"] * len(command)),
-        secrets["vault_redis_admin_password"], port, *command).splitlines()
+        secrets["vault_redis_admin_password"], str(port), *command).splitlines()
 
 
 def redis_role(secrets, name):
