@@ -32,12 +32,25 @@ BASELINE = {
     "postgresql": {"postgresql_app_password": PASSWORD, "postgresql_replication_password": PASSWORD,
                    "postgresql_rewind_password": PASSWORD, "postgresql_patroni_restapi_password": PASSWORD},
     "prometheus": {"prometheus_node_exporter_password": PASSWORD},
-    "redis": {"redis_admin_password": PASSWORD, "redis_app_password": PASSWORD},
+    # replicated: the inventory below has two cache hosts
+    "redis": {"redis_admin_password": PASSWORD, "redis_app_password": PASSWORD,
+              "redis_replication_password": PASSWORD, "redis_sentinel_password": PASSWORD},
+    "redis_sentinel": {"redis_sentinel_password": PASSWORD, "redis_sentinel_admin_password": PASSWORD,
+                       "redis_sentinel_app_password": PASSWORD},
 }
 
 BAD = [
     ("redis", {"redis_port": 99999}, "redis_port is 99999, not a port (1-65535)"),
     ("redis", {"redis_admin_password": SHORT_SECRET}, "redis_admin_password"),
+    ("redis", {"redis_replication_password": SHORT_SECRET}, "redis_replication_password and redis_sentinel_password"),
+    ("redis_sentinel", {"redis_sentinel_port": 70000}, "redis_sentinel_port is 70000, not a port"),
+    ("redis_sentinel", {"redis_sentinel_quorum": 3}, "redis_sentinel_quorum (3) must be 1 to the number of sentinels (1)"),
+    ("redis_sentinel", {"redis_sentinel_down_after_milliseconds": 100},
+     "redis_sentinel_down_after_milliseconds must be 1000 or more, not 100"),
+    ("redis_sentinel", {"redis_sentinel_redis_group": "nosuchgroup"},
+     "redis_sentinel_redis_group (nosuchgroup) must have two hosts or more"),
+    ("redis_sentinel", {"redis_sentinel_admin_password": SHORT_SECRET}, "redis_sentinel_admin_password"),
+    ("app", {"app_redis_sentinels": ["sentinel1"]}, "app_redis_sentinels (['sentinel1']) must list HOST:PORT"),
     ("certbot", {"certbot_email": "not-an-email"}, "certbot_email is 'not-an-email', not an e-mail address"),
     ("node_exporter", {"node_exporter_basic_auth_users": {"prometheus": ""}},
      "node_exporter_basic_auth_users.prometheus is empty, shorter than 16 characters or longer than 72 bytes"),
@@ -98,10 +111,13 @@ def preflight(tmp_path, roles, variables, env=None):
                                      "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}]))
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps(variables))
-    # the database roles want a primary and etcd a member: the controller is both
+    # the database roles want a primary and etcd a member, Sentinel a sentinel and two Redis hosts: the
+    # controller is each (the other Redis host is never reached)
     inventory = tmp_path / "inventory.json"
-    inventory.write_text(json.dumps({"all": {"children": {"db_primary": {"hosts": {"localhost": {}}},
-                                                          "etcd": {"hosts": {"localhost": {}}}}}}))
+    inventory.write_text(json.dumps({"all": {"children": {
+        "db_primary": {"hosts": {"localhost": {}}}, "etcd": {"hosts": {"localhost": {}}},
+        "cache": {"hosts": {"localhost": {}, "cache2.preflight.example": {}}},
+        "redis_sentinel": {"hosts": {"localhost": {}}}}}}))
     return run(["ansible-playbook", "-i", inventory, "--check", "-e", f"@{extra}", playbook],
                log_name(tmp_path, "preflight"), env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT), **(env or {})})
 
