@@ -21,6 +21,7 @@ ALERTS = {
     "HostFileIntegrityCheckFailing", "PostgresqlDown", "PostgresqlReplicationLagHigh",
     "PostgresqlConnectionsNearMax", "PostgresqlWalArchivingFailing", "PostgresqlReplicaNotStreaming",
     "PatroniDown", "PatroniNoLeader", "EtcdMemberDown", "EtcdNoQuorum", "RedisDown", "RedisEvicting",
+    "RedisReplicaNotReplicating", "RedisFailover", "RedisSentinelDown", "RedisSentinelNoQuorum",
     "CertificateExpiringSoon", "BackupTooOld", "BackupVerificationFailed",
 }
 
