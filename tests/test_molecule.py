@@ -17,13 +17,13 @@ from conftest import ROOT, run, tail
 SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.yml"))
 
 # Minutes each took on this project's 2-core machine, two lanes side by side: "# exit N after S s"
-# at the end of each log; "checks": the static and unit tests. site, postgresql and nginx measured at
-# 2026-12-05's stop (site 34.4 min with the database tier's faults and every service killed), the
-# others in the clean-clone run before it. Only their ratios matter: they split the lanes.
+# at the end of each log; "checks": the static and unit tests. Measured in the clean-clone run of
+# 2026-12-06 (site 39.1 min with the cache tier's master and replica, the sentinels and the Redis
+# failover under load). Only their ratios matter: they split the lanes.
 # A scenario not listed counts as DEFAULT_MINUTES.
 MINUTES = {
-    "checks": 4, "site": 37.5, "postgresql": 11, "pgbackrest": 7.5, "nginx": 6, "app": 3.5, "hardening": 3,
-    "certbot": 2.6, "pki": 2.3, "monitoring": 2.1, "node_exporter": 1.6, "common": 1.5, "redis": 1.2,
+    "checks": 4, "site": 39.1, "postgresql": 7.3, "pgbackrest": 3.9, "nginx": 7.9, "app": 4, "hardening": 5.3,
+    "certbot": 5.6, "pki": 1.9, "monitoring": 2.5, "node_exporter": 2.6, "common": 1.9, "redis": 1.4,
 }
 DEFAULT_MINUTES = 6
 
