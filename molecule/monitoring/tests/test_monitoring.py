@@ -22,6 +22,7 @@ ALERTS = {
     "PostgresqlConnectionsNearMax", "PostgresqlWalArchivingFailing", "PostgresqlReplicaNotStreaming",
     "PatroniDown", "PatroniNoLeader", "EtcdMemberDown", "EtcdNoQuorum", "RedisDown", "RedisEvicting",
     "RedisReplicaNotReplicating", "RedisFailover", "RedisSentinelDown", "RedisSentinelNoQuorum",
+    "WebAddressNotHeld", "WebAddressHeldTwice", "WebHostOutOfPair", "WebHostNotServing", "WebCertificateDiffers",
     "CertificateExpiringSoon", "BackupTooOld", "BackupVerificationFailed",
 }
 
