@@ -1,10 +1,12 @@
-"""The Patroni cluster as the app tier grows and shrinks (molecule scenario `postgresql`).
+"""The Patroni cluster as the app tier grows and shrinks, and as a database host joins (molecule scenario
+`postgresql`).
 
 max_connections follows the number of app hosts, and every member must share it: Patroni's phase of
 the role changes it in the cluster's settings in etcd and orders the restarts (the leader before the
 replicas when it goes down, so no standby refuses its primary's lower value). Here the app tier goes
-from the scenario's one host to four (three more in an extra inventory, with addresses of their own) and
-back, each a converge of the role.
+from two hosts (the scenario's one and one more in an extra inventory, with an address of its own) to four
+and back to two, each a converge of the role. Then a third database host joins the running cluster: one
+more converge, with that host in the inventory's db_replica group.
 
 The faults (a kill -9 of the leader's postmaster, the leader's host killed, switchovers) are the site
 scenario's, under load through the load balancer and the app (molecule/site/tests/test_site.py).
@@ -13,9 +15,10 @@ scenario's, under load through the load balancer and the app (molecule/site/test
 import json
 import pathlib
 import time
+import uuid
 
 import pytest
-from cluster import MEMBERS, leader, patroni, streaming, superuser_sql
+from cluster import MEMBERS, leader, patroni, remote, streaming, superuser_sql
 from scenario_helpers import ansible_playbook, wait_for
 
 testinfra_hosts = ["ansible://pg-client"]
@@ -26,14 +29,14 @@ MORE_APP_HOSTS = {"all": {"children": {"app": {"hosts": {
     f"pg-app{n}": {"teamflow_private_address": f"192.0.2.{n}"} for n in (2, 3, 4)}}}}}
 
 
-@pytest.mark.parametrize("app_hosts, expected", [(4, "221"), (1, "71")])
-def test_the_app_tier_grows_to_four_hosts_and_back_with_no_failed_standby(host, tmp_path, app_hosts, expected):
-    """50 connections per app host, one replica, 20 headroom: 4 hosts 221, 1 host 71."""
-    extra = []
-    if app_hosts > 1:
-        inventory = tmp_path / "more-app-hosts.json"
-        inventory.write_text(json.dumps(MORE_APP_HOSTS))
-        extra = ["-i", str(inventory)]
+@pytest.mark.parametrize("app_hosts, expected", [(2, "121"), (4, "221"), (2, "121")])
+def test_the_app_tier_grows_from_two_hosts_to_four_and_back_with_no_failed_standby(host, tmp_path, app_hosts,
+                                                                                   expected):
+    """50 connections per app host, one replica, 20 headroom: 2 hosts 121, 4 hosts 221."""
+    more = dict(list(MORE_APP_HOSTS["all"]["children"]["app"]["hosts"].items())[:app_hosts - 1])
+    inventory = tmp_path / "more-app-hosts.json"
+    inventory.write_text(json.dumps({"all": {"children": {"app": {"hosts": more}}}}))
+    extra = ["-i", str(inventory)]
     result = ansible_playbook(SCENARIO / "converge.yml", *extra, "--tags", "postgresql", "--limit", "db_primary:db_replica")
     assert result.returncode == 0, result.stdout[-3000:]
     values = {name: superuser_sql(name, "SHOW max_connections") for name in MEMBERS}
@@ -48,3 +51,28 @@ def test_the_app_tier_grows_to_four_hosts_and_back_with_no_failed_standby(host, 
     started = time.time()
     assert wait_for(lambda: streaming(replica), 30), f"{replica} does not stream 30 s after the run"
     print(f"{app_hosts} app hosts: {replica} streams {time.time() - started:.1f} s after the run")
+
+
+def test_a_third_database_host_joins_the_running_cluster_with_one_converge(host, tmp_path):
+    """pg-client (until now an app host, an etcd member and the S3 server) is added to db_replica: one converge
+    installs PostgreSQL and Patroni there, and Patroni makes it a replica from the pgBackRest repository while the
+    others keep serving. It streams from the leader and has a row written before it joined; the two members
+    before it stay as they were."""
+    marker = uuid.uuid4().hex
+    before = leader()
+    superuser_sql(before, f"CREATE TABLE IF NOT EXISTS joined (marker text); INSERT INTO joined VALUES ('{marker}')")
+    inventory = tmp_path / "third-database-host.json"
+    inventory.write_text(json.dumps({"all": {"children": {"db_replica": {"hosts": {"pg-client": {}}}}}}))
+    started = time.time()
+    result = ansible_playbook(SCENARIO / "converge.yml", "-i", str(inventory), "--limit", "db_primary:db_replica")
+    assert result.returncode == 0, result.stdout[-3000:]
+    converged = time.time() - started
+    assert wait_for(lambda: streaming("pg-client"), 60), patroni("pg-client")
+    members = {m["name"]: (m["role"], m["state"]) for m in patroni(before, "cluster")["members"]}
+    log = remote("pg-client").run("journalctl -u patroni@15-main --no-pager -o cat").stdout
+    method = "pgbackrest" if "pgbackrest" in log else "basebackup" if "basebackup" in log else "?"
+    print(f"a third database host: converged in {converged:.0f} s, made by {method}; members {members}")
+    assert superuser_sql("pg-client", f"SELECT count(*) FROM joined WHERE marker = '{marker}'") == "1"
+    assert leader() == before
+    assert set(members) == {*MEMBERS, "pg-client"}
+    assert all(state in ("running", "streaming") for _, state in members.values()), members
