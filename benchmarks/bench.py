@@ -64,6 +64,8 @@ SCALE_INVENTORY = ROOT / "benchmarks" / "inventory" / "six-app-hosts.yml"
 PHASES = ("lab", "converge", "load", "deploy", "failover", "faults", "backup", "scale")
 CLIENT = "tf-mon1"          # in the monitoring group: the firewall lets it reach the app port too
 WEB, APP, APPS, CACHE = "tf-web1", "tf-app1", ("tf-app1", "tf-app2"), "tf-cache1"
+# the site's name: the lab's containers resolve it to the web tier's shared address (keepalived)
+SITE = "teamflow.test"
 CACHES, REPLICA_CACHE = ("tf-cache1", "tf-cache2"), "tf-cache2"
 VERIFY_HOST = "tf-db1"       # the verification restores run here (any member: the repositories are on S3)
 FAILOVER_CLIENT = "tf-acme"  # outside the stack, as a user is: it trusts pebble's root only
@@ -309,7 +311,7 @@ def phase_load(args, out):
 
 
 def run_load(args, out, sources):
-    lb, direct = f"https://{WEB}", f"http://{APP}:8000"
+    lb, direct = f"https://{SITE}", f"http://{APP}:8000"
     # setup straight at the app host: the load balancer would rate-limit one client's burst
     ids = api_note_urls(direct, 100)
     index = client_get(f"{lb}/")
@@ -346,7 +348,7 @@ def run_load(args, out, sources):
 
 def deploy_under_load(label, version, ids, sources, playbook_name, extra=()):
     """Run PLAYBOOK_NAME (deploy.yml to VERSION, or rollback.yml, which goes back to it) under steady load."""
-    lb = f"https://{WEB}"
+    lb = f"https://{SITE}"
     stop = f"/root/{label}.stop"
     dexec(CLIENT, f"rm -f {stop} /root/{label}.json")
     urls = [f"{lb}/api/v1/notes/{i}" for i in ids[:20]] + [f"{lb}/health"]
@@ -433,7 +435,7 @@ def load_result(label, seconds):
 
 def fault_under_load(label, seconds, fault):
     """Load through the load balancer for SECONDS; FAULT() runs after 5 s and returns its time. The figures."""
-    lb = f"https://{WEB}"
+    lb = f"https://{SITE}"
     read, write = f"{lb}/api/v1/notes?limit=5", f"{lb}/api/v1/notes"
     dexec(FAILOVER_CLIENT, f"rm -f /root/{label}.json /root/{label}.written")
     sh(["docker", "exec", "-d", FAILOVER_CLIENT, "python3", "/root/openload.py", "--rate", str(FAILOVER_RATE),
@@ -521,7 +523,7 @@ def app_fault_under_load(label, seconds, fault, undo, whole):
     """Load through the load balancer for SECONDS (/health, a note by id through the cache, a list of notes, a
     write); FAULT() after 5 s, UNDO() 5 s before the load ends (None: nothing to undo); then the seconds from
     UNDO (or FAULT) until WHOLE(). openload's outage figures."""
-    lb = f"https://{WEB}"
+    lb = f"https://{SITE}"
     read, write = f"{lb}/api/v1/notes?limit=5", f"{lb}/api/v1/notes"
     note = json.loads(dexec(FAILOVER_CLIENT, f"curl -sS --cacert /root/pebble-root.pem -H 'Content-Type: application/json'"
                                              f" -d '{{\"title\": \"{label}\"}}' {write}")[1])
@@ -598,11 +600,78 @@ def redis_master_failover_under_load():
     return figures
 
 
+WEBS = ("tf-web1", "tf-web2")
+
+
+def web_vip():
+    """The web tier's shared address (molecule/site/create.yml chose it)."""
+    return (ROOT / ".lab" / "web-vip").read_text().strip().split("/")[0]
+
+
+def vip_holders():
+    return [name for name in WEBS if dexec(name, f"ip -o -4 addr show to {web_vip()}", check=False)[1].strip()]
+
+
+def keepalived_state(name):
+    found = re.search(r"^keepalived_vrrp_state\{.*\} (\d)$", dexec(
+        name, "cat /var/lib/prometheus/node-exporter/keepalived.prom", check=False)[1], re.M)
+    return int(found.group(1)) if found else None
+
+
+def web_failover_under_load(label, fault, restore, seconds=45):
+    """Load through the shared address (the front page, /health, a list of notes) for SECONDS; FAULT(holder)
+    after 5 s, RESTORE(holder) 15 s later. openload's outage figures, the seconds until the other web host held
+    the address, until the first was a backup again, and whether the address stayed where it moved."""
+    lb = f"https://{SITE}"
+    holders = vip_holders()
+    if len(holders) != 1:
+        raise PhaseError(f"{label}: the shared address is held by {holders}, not by one web host")
+    old, = holders
+    new = next(name for name in WEBS if name != old)
+    dexec(FAILOVER_CLIENT, f"rm -f /root/{label}.json")
+    sh(["docker", "exec", "-d", FAILOVER_CLIENT, "python3", "/root/openload.py", "--rate", str(FAILOVER_RATE),
+        "--duration", str(seconds), "--timeout", "10", "--cafile", "/root/pebble-root.pem", "--url", f"{lb}/",
+        "--url", f"{lb}/health", "--url", f"{lb}/api/v1/notes?limit=5", "--out", f"/root/{label}.json"])
+    time.sleep(5)
+    started = time.monotonic()
+    fault(old)
+    moved_s = None
+    while time.monotonic() - started < 20:
+        if vip_holders() == [new]:
+            moved_s = round(time.monotonic() - started, 1)
+            break
+        time.sleep(0.2)
+    time.sleep(max(0, 15 - (time.monotonic() - started)))
+    returned = time.monotonic()
+    restore(old)
+    backup_s = None
+    while time.monotonic() - returned < 90:
+        if keepalived_state(old) == 1:
+            backup_s = round(time.monotonic() - returned, 1)
+            break
+        time.sleep(1)
+    time.sleep(5)
+    figures = openload.outage_figures(load_result(label, seconds), None, lb)
+    figures.update(holder=old, new_holder=new, address_moved_s=moved_s, old_holder_backup_again_s=backup_s,
+                   address_stayed=vip_holders() == [new])
+    return figures
+
+
+def start_container(name):
+    sh(["docker", "start", name])
+    sh(["docker", "exec", name, "systemctl", "is-system-running", "--wait"], check=False, timeout=120)
+
+
 def phase_faults(args, out):
     sh(["docker", "cp", str(ROOT / "benchmarks" / "openload.py"), f"{FAILOVER_CLIENT}:/root/openload.py"])
     dexec(FAILOVER_CLIENT, "curl -sS --cacert /etc/pebble/ca.crt -o /root/pebble-root.pem https://tf-acme:15000/roots/0")
     out["setup"] = {"client": FAILOVER_CLIENT, "rate_rps": FAILOVER_RATE, "app_hosts": list(APPS), "cache": CACHE}
     every_app = lambda: all(app_healthy(name) for name in APPS)  # noqa: E731
+    out["vip_nginx_stopped"] = web_failover_under_load(
+        "faults-vip-nginx-stopped", lambda name: dexec(name, "systemctl stop nginx"),
+        lambda name: dexec(name, "systemctl start nginx"))
+    out["vip_host_stopped"] = web_failover_under_load(
+        "faults-vip-host-stopped", lambda name: sh(["docker", "stop", name]), start_container)
     out["redis_master_stopped"] = redis_master_failover_under_load()
     out["redis_stopped"] = app_fault_under_load(
         "faults-redis-stopped", 40, lambda: [dexec(name, "systemctl stop redis-server") for name in CACHES],
@@ -624,12 +693,16 @@ def phase_faults(args, out):
         return [f for url, f in figures["by_url"].items() if not url.startswith("POST")]
     api = [f for url, f in out["database_unreachable"]["by_url"].items() if "/api/" in url]
     out["target"] = {
-        "what": "The Redis master stopped: 0 failed or non-2xx requests, a new master within 10 s, the old one a replica "
+        "what": "The holder of the web tier's address: its nginx stopped, then its host stopped: under 1 second's "
+                "worth of failed or non-2xx requests, the address on the other web host, and not back when the first "
+                "returns; the Redis master stopped: 0 failed or non-2xx requests, a new master within 10 s, the old one a replica "
                 "again when started; Redis stopped on "
                 "every cache host: 0 failed or non-2xx requests; a Gunicorn master killed or an app host stopped: 0 failed "
                 "GETs; the database unreachable: every request answered, every API request within 3 s; the other faults "
                 "whole again within 10 s",
-        "met": all(out[key]["failed"] == 0 and out[key]["non_2xx"] == 0 for key in ("redis_master_stopped", "redis_stopped"))
+        "met": all(out[key]["failed"] + out[key]["non_2xx"] < FAILOVER_RATE and out[key]["address_moved_s"] is not None
+                   and out[key]["address_stayed"] for key in ("vip_nginx_stopped", "vip_host_stopped"))
+        and all(out[key]["failed"] == 0 and out[key]["non_2xx"] == 0 for key in ("redis_master_stopped", "redis_stopped"))
         and (out["redis_master_stopped"]["new_master_s"] or 99) <= 10
         and out["redis_master_stopped"]["whole_again_s"] is not None
         and all(f["failed"] == 0 for key in ("gunicorn_kill9", "app_host_stopped") for f in gets(out[key]))

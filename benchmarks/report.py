@@ -161,6 +161,25 @@ def sections(results):
 
     faults = phases.get("faults", {})
     rows = []
+    for key, what in (("vip_nginx_stopped", "the address holder's nginx stopped"),
+                      ("vip_host_stopped", "the address holder's host stopped")):
+        f = faults.get(key)
+        if f:
+            rows.append([what, f"{f['holder']} → {f['new_holder']}", f["requests"], f["failed"], f["non_2xx"],
+                         fmt(f["p99_ms"]), fmt(f["address_moved_s"]), fmt(f["old_holder_backup_again_s"]),
+                         fmt(f["address_stayed"])])
+    if rows:
+        out.append(("Failover of the web tier's shared address under load (keepalived)",
+                    ["fault", "address", "requests", "failed", "non-2xx", "p99 ms", "moved s", "old holder backup s",
+                     "stayed"], rows,
+                    [f"Client: {faults.get('setup', {}).get('client')}, open model at "
+                     f"{faults.get('setup', {}).get('rate_rps')} requests/s through the site's name (the shared address):"
+                     " the front page, /health and a list of notes in turn. moved = seconds from the fault until the "
+                     "other web host held the address; old holder backup = seconds from its return (nginx or the host "
+                     "started again) until it was a backup; stayed = the address did not move back. The target: fewer "
+                     "failed or non-2xx requests than one second's worth."]))
+
+    rows = []
     for key, what in (("redis_master_stopped", "the Redis master stopped"),
                       ("redis_stopped", "Redis stopped 30 s on every cache host"), ("gunicorn_kill9", "kill -9 of one Gunicorn master"),
                       ("app_host_stopped", "an app host stopped 30 s"),

@@ -24,8 +24,8 @@ case "${1:-up}" in
       done
     echo
     echo "SSH (from this machine, the lab's admin network): ssh -i .lab/admin_key alice@<address>"
-    echo "The stack: https://tf-web1/ from any lab host, which trusts pebble's root"
-    echo "  (docker exec tf-app1 python3 -c \"import urllib.request as u; print(u.urlopen('https://tf-web1/health').read())\")."
+    echo "The stack: https://teamflow.test/ (the web tier's shared address) from any lab host, which trusts pebble's root"
+    echo "  (docker exec tf-app1 python3 -c \"import urllib.request as u; print(u.urlopen('https://teamflow.test/health').read())\")."
     echo "Metrics: https://<address>:9100/metrics on every host (node_exporter; user prometheus,"
     echo "  password: ansible-vault view --vault-password-file .lab/vault-password inventories/lab/group_vars/all/vault.yml)"
     if awk '/PLAY RECAP/{r=1;next} r && /changed=/{split($0,a,"changed=");split(a[2],b," "); if (b[1]!=0) bad=1} END{exit bad}' .lab/site.log; then

@@ -24,6 +24,8 @@ BASELINE = {
     "common": {},
     "etcd": {},
     "hardening": {"hardening_ssh_admin_networks": ["192.0.2.0/24"]},
+    # the inventory below has two web hosts
+    "keepalived": {"keepalived_virtual_ipaddress": "192.0.2.10/24"},
     "nginx": {"nginx_server_names": ["teamflow.example.com"], "nginx_upstream_servers": ["192.0.2.10"]},
     "node_exporter": {"node_exporter_basic_auth_users": {"prometheus": PASSWORD}},
     # under Patroni (the inventory below has an etcd group) both repositories are on S3
@@ -52,6 +54,15 @@ BAD = [
     ("redis_sentinel", {"redis_sentinel_admin_password": SHORT_SECRET}, "redis_sentinel_admin_password"),
     ("app", {"app_redis_sentinels": ["sentinel1"]}, "app_redis_sentinels (['sentinel1']) must list HOST:PORT"),
     ("certbot", {"certbot_email": "not-an-email"}, "certbot_email is 'not-an-email', not an e-mail address"),
+    ("certbot", {"certbot_issuer": "elsewhere"}, "certbot_issuer is 'elsewhere', not a host of certbot_group"),
+    ("certbot", {"certbot_sync_port": 0}, "certbot_sync_port is 0, not a port"),
+    ("keepalived", {"keepalived_virtual_ipaddress": "192.0.2.300/24"}, 'keepalived_virtual_ipaddress is "192.0.2.300/24"'),
+    ("keepalived", {"keepalived_virtual_ipaddress": ""}, "set keepalived_enabled to false"),
+    ("keepalived", {"keepalived_virtual_router_id": 256}, "keepalived_virtual_router_id must be 1-255, not 256"),
+    ("keepalived", {"keepalived_check_fall": 0}, "keepalived_check_fall must be a whole number of 1 or more, not 0"),
+    ("keepalived", {"keepalived_group": "nosuchgroup"}, "keepalived_group (nosuchgroup) must have two hosts or more"),
+    ("hardening", {"hardening_firewall_extra_services": [{"name": "x", "group": "web", "protocol": "udp",
+                                                          "from": ["web"]}]}, "`protocol` (tcp, the default, or vrrp)"),
     ("node_exporter", {"node_exporter_basic_auth_users": {"prometheus": ""}},
      "node_exporter_basic_auth_users.prometheus is empty, shorter than 16 characters or longer than 72 bytes"),
     ("node_exporter", {"node_exporter_basic_auth_users": {"prometheus": "L0ng-s3cret-" * 7}},
@@ -111,12 +122,13 @@ def preflight(tmp_path, roles, variables, env=None):
                                      "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}}]))
     extra = tmp_path / "vars.json"
     extra.write_text(json.dumps(variables))
-    # the database roles want a primary and etcd a member, Sentinel a sentinel and two Redis hosts: the
-    # controller is each (the other Redis host is never reached)
+    # the database roles want a primary and etcd a member, Sentinel a sentinel and two Redis hosts, keepalived
+    # two web hosts: the controller is each (the other Redis and web hosts are never reached)
     inventory = tmp_path / "inventory.json"
     inventory.write_text(json.dumps({"all": {"children": {
         "db_primary": {"hosts": {"localhost": {}}}, "etcd": {"hosts": {"localhost": {}}},
         "cache": {"hosts": {"localhost": {}, "cache2.preflight.example": {}}},
+        "web": {"hosts": {"localhost": {}, "web2.preflight.example": {}}},
         "redis_sentinel": {"hosts": {"localhost": {}}}}}}))
     return run(["ansible-playbook", "-i", inventory, "--check", "-e", f"@{extra}", playbook],
                log_name(tmp_path, "preflight"), env={"ANSIBLE_COLLECTIONS_PATH": str(ROOT), **(env or {})})

@@ -32,8 +32,11 @@ from scenario_helpers import (PROJECT, ansible_playbook, patroni_api, patroni_le
 testinfra_hosts = ["docker://tf-acme"]
 
 WEB, APPS, PRIMARY, REPLICA, CACHE = "tf-web1", ("tf-app1", "tf-app2"), "tf-db1", "tf-db2", "tf-cache1"
+WEBS = ("tf-web1", "tf-web2")
+# the site's name: every container of the lab resolves it to the web tier's shared address (keepalived)
+SITE = "teamflow.test"
 CACHES, SENTINELS = ("tf-cache1", "tf-cache2"), ("tf-cache1", "tf-cache2", "tf-mon1")
-HOSTS = ("tf-web1", "tf-app1", "tf-app2", "tf-db1", "tf-db2", "tf-cache1", "tf-cache2", "tf-mon1")
+HOSTS = ("tf-web1", "tf-web2", "tf-app1", "tf-app2", "tf-db1", "tf-db2", "tf-cache1", "tf-cache2", "tf-mon1")
 ROOT_PEM = "/tmp/pebble-root.pem"
 LAB = PROJECT / "inventories" / "lab"
 VAULT_PASSWORD = PROJECT / ".lab" / "vault-password"
@@ -49,7 +52,7 @@ def pebble_root(host):
 def get(host, path, *curl_args):
     """(status, body) of an HTTPS request to the load balancer, verified against pebble's root."""
     out = host.check_output(f"curl -sS --cacert {ROOT_PEM} -o /tmp/body -w '%{{http_code}}' {' '.join(curl_args)} "
-                            f"https://{WEB}{path}; echo; cat /tmp/body")
+                            f"https://{SITE}{path}; echo; cat /tmp/body")
     status, _, body = out.partition("\n")
     return int(status), body
 
@@ -79,7 +82,7 @@ def test_a_second_site_yml_through_the_site_deploy_job_template_changes_nothing_
 # --- a user's request, end to end ------------------------------------------------------
 
 def test_the_load_balancer_serves_a_certificate_pebble_issued(host):
-    out = host.check_output(f"curl -sS -v --cacert {ROOT_PEM} -o /dev/null https://{WEB}/health 2>&1")
+    out = host.check_output(f"curl -sS -v --cacert {ROOT_PEM} -o /dev/null https://{SITE}/health 2>&1")
     assert "SSL certificate verify ok" in out
     issuer = re.search(r"issuer: (.*)", out).group(1)
     assert "Pebble" in issuer, issuer
@@ -169,9 +172,10 @@ def test_node_exporter_answers_the_monitoring_host_on_every_host_over_tls_with_b
 
 # --- the monitoring tier (role prometheus) ------------------------------------------------------
 
-SCRAPED = {"prometheus": {"tf-mon1"}, "node": set(HOSTS), "teamflow_app": set(APPS), "nginx": {WEB},
-           "postgresql": {PRIMARY, REPLICA}, "redis": set(CACHES), "teamflow_health": {f"https://{WEB}/health"},
-           "etcd": {PRIMARY, REPLICA, "tf-mon1"}, "patroni": {PRIMARY, REPLICA}, "redis_sentinel": set(SENTINELS)}
+SCRAPED = {"prometheus": {"tf-mon1"}, "node": set(HOSTS), "teamflow_app": set(APPS), "nginx": set(WEBS),
+           "postgresql": {PRIMARY, REPLICA}, "redis": set(CACHES), "teamflow_health": {f"https://{SITE}/health"},
+           "etcd": {PRIMARY, REPLICA, "tf-mon1"}, "patroni": {PRIMARY, REPLICA}, "redis_sentinel": set(SENTINELS),
+           "web_hosts": set(WEBS)}
 
 
 def test_prometheus_scrapes_every_host_and_exporter_and_all_are_up(host):
@@ -331,7 +335,7 @@ def start_load(host, name, rate=15):
                           "-d '{\"title\": \"load\"}'")[1])
     host.run_expect([0], "rm -f /tmp/%s.json /tmp/%s.stop", name, name)
     host.run_expect([0], f"nohup openload --rate {rate} --duration 300 --cafile {ROOT_PEM} --stop-file /tmp/{name}.stop "
-                    f"--url https://{WEB}/health --url https://{WEB}/ --url https://{WEB}/api/v1/notes/{note['id']} "
+                    f"--url https://{SITE}/health --url https://{SITE}/ --url https://{SITE}/api/v1/notes/{note['id']} "
                     f"--out /tmp/{name}.json > /tmp/{name}.log 2>&1 &")
     time.sleep(3)
 
@@ -348,7 +352,7 @@ def stop_load(host, name):
 
 
 def test_a_websocket_message_echoes_through_the_load_balancer(host):
-    out = host.check_output("ws-client %s 443 /ws/echo %s %s", WEB, "hello lab", ROOT_PEM)
+    out = host.check_output("ws-client %s 443 /ws/echo %s %s", SITE, "hello lab", ROOT_PEM)
     assert out.endswith("hello lab")
 
 
@@ -449,6 +453,148 @@ def test_a_changed_environment_restarts_the_app_on_the_host_converged_only(host)
     assert json.loads(app_get(first, "/health"))["status"] == "ok"
 
 
+# --- the web tier: two web hosts, one address ---------------------------------------------------
+# tf-web1 and tf-web2 share the site's address (role keepalived; every container of the lab resolves
+# teamflow.test to it). tf-web1 obtains the certificate from pebble and tf-web2 fetches it from tf-web1
+# (role certbot); an ACME challenge that reaches tf-web2 is forwarded to tf-web1 (role nginx).
+
+def web_vip():
+    """The web tier's shared address (molecule/site/create.yml chose it)."""
+    return (PROJECT / ".lab" / "web-vip").read_text().strip().split("/")[0]
+
+
+def vip_holders():
+    """The web hosts that hold the shared address (a stopped container holds nothing)."""
+    return [name for name in WEBS
+            if scenario_host(name).run("ip -o -4 addr show to %s", web_vip()).stdout.strip()]
+
+
+def keepalived_state(name):
+    """keepalived_vrrp_state of NAME (role keepalived's textfile): 0 stopped, 1 backup, 2 holder, 3 failed check."""
+    found = re.search(r"^keepalived_vrrp_state\{.*\} (\d)$",
+                      scenario_host(name).run("cat /var/lib/prometheus/node-exporter/keepalived.prom").stdout, re.M)
+    return int(found.group(1)) if found else None
+
+
+def served_certificate(host, name):
+    """The serial number and SHA-256 fingerprint of the certificate web host NAME serves for the site, verified
+    against pebble's root by the client."""
+    return host.check_output(
+        f"openssl s_client -connect {container_address(name)}:443 -servername {SITE} -CAfile {ROOT_PEM} "
+        "-verify_return_error </dev/null 2>/dev/null | openssl x509 -noout -serial -fingerprint -sha256")
+
+
+def test_both_web_hosts_serve_the_certificate_pebble_issued_and_one_holds_the_address(host):
+    serials = {name: served_certificate(host, name) for name in WEBS}
+    print(f"certificates served: {serials}")
+    assert len(set(serials.values())) == 1, serials
+    assert len(vip_holders()) == 1
+    assert sorted(keepalived_state(name) for name in WEBS) == [1, 2]
+    # tf-web1 issues; tf-web2 runs no ACME client but fetches, every 5 minutes
+    assert scenario_host("tf-web2").service("teamflow-certbot-sync.timer").is_running
+    assert not scenario_host("tf-web2").file("/etc/letsencrypt/live/teamflow").exists
+
+
+def test_a_renewal_validated_through_the_web_host_that_does_not_issue_reaches_both_web_hosts(host):
+    """pebble's validation is pointed at tf-web2 (its /etc/hosts), which has no challenge file and forwards the
+    request to tf-web1; the renewal succeeds and, once tf-web2 has fetched it (its timer's unit, started here
+    rather than awaited), both serve the new serial."""
+    before = served_certificate(host, "tf-web1")
+    hosts_file = host.file("/etc/hosts").content_string
+    issuer, other = scenario_host("tf-web1"), scenario_host("tf-web2")
+    mark = other.check_output("wc -l < /var/log/nginx/access.log")
+    try:
+        pointed = re.sub(rf"^\S+(\s+{re.escape(SITE)})$", container_address("tf-web2") + r"\1", hosts_file, flags=re.M)
+        host.run_expect([0], "printf %%s %s > /etc/hosts", pointed)
+        assert host.check_output("getent hosts %s", SITE).split()[0] == container_address("tf-web2")
+        time.sleep(6)  # pebble (Go) reads /etc/hosts again after 5 s
+        renewal = issuer.run("REQUESTS_CA_BUNDLE=/etc/letsencrypt/teamflow-acme-ca.pem certbot renew --cert-name teamflow "
+                             "--force-renewal --non-interactive --no-random-sleep-on-renew")
+        assert renewal.rc == 0, renewal.stdout + renewal.stderr
+    finally:
+        host.run_expect([0], "printf %%s %s > /etc/hosts", hosts_file)
+    challenges = other.check_output("tail -n +%s /var/log/nginx/access.log | grep -c '\"uri\":\"/.well-known/acme-challenge/' "
+                                    "|| true", str(int(mark) + 1))
+    other.run_expect([0], "systemctl start teamflow-certbot-sync.service")
+    after = {name: served_certificate(host, name) for name in WEBS}
+    print(f"renewal validated through tf-web2: {challenges} challenge request(s) forwarded; serial before {before!r}, "
+          f"after {after}")
+    assert int(challenges) >= 1
+    assert after["tf-web1"] == after["tf-web2"] != before
+
+
+def start_openload(host, label, seconds, urls, posts=()):
+    """openload on the client, in the background: 9 requests/s for SECONDS over URLS (and POSTS, writes)."""
+    host.run_expect([0], "rm -f /tmp/%s.json", label)
+    host.run_expect([0], f"nohup openload --rate 9 --duration {seconds} --timeout 10 --cafile {ROOT_PEM} "
+                    + "".join(f"--url '{url}' " for url in urls) + "".join(f"--post {url} " for url in posts)
+                    + f"--out /tmp/{label}.json > /tmp/{label}.log 2>&1 &")
+
+
+def openload_outcome(host, label, seconds, base=f"https://{SITE}", whole_after=None):
+    """Wait for the run of start_openload to end; its outage figures, printed (with samples of what failed)."""
+    assert wait_for(lambda: host.file(f"/tmp/{label}.json").exists, seconds + 60, interval=1), \
+        host.file(f"/tmp/{label}.log").content_string
+    load = json.loads(host.file(f"/tmp/{label}.json").content_string)
+    figures = outage_figures(load, whole_after, base)
+    if load["errors"] or load["non_2xx"]:
+        print(f"{label}: samples {load['error_samples'][:3]} {load['non_2xx_samples'][:3]}")
+    return figures
+
+
+def web_fault(host, label, fault, restore, seconds=45):
+    """Load through the shared address for SECONDS at 9 requests/s (the front page, /health, an API read);
+    FAULT(holder) after 5 s, RESTORE(holder) 15 s later. The figures: what users saw, the seconds until the
+    other host held the address, and whether the address moved back once the first host returned."""
+    holders = wait_for(lambda: vip_holders() if len(vip_holders()) == 1 else None, 30)
+    assert holders, vip_holders()
+    old, = holders
+    new = next(name for name in WEBS if name != old)
+    start_openload(host, label, seconds, [f"https://{SITE}/", f"https://{SITE}/health",
+                                          f"https://{SITE}/api/v1/notes?limit=5"])
+    time.sleep(5)
+    started = time.monotonic()
+    fault(old)
+    moved = wait_for(lambda: vip_holders() == [new], 20, interval=0.2)
+    moved_s = round(time.monotonic() - started, 1) if moved else None
+    time.sleep(max(0, 15 - (time.monotonic() - started)))
+    returned = time.monotonic()
+    restore(old)
+    backup = wait_for(lambda: keepalived_state(old) == 1, 90, interval=1)
+    back_s = round(time.monotonic() - returned, 1) if backup else None
+    time.sleep(5)
+    stayed = vip_holders() == [new]
+    figures = openload_outcome(host, label, seconds)
+    figures.update(holder=old, new_holder=new, address_moved_s=moved_s, old_holder_backup_again_s=back_s,
+                   address_stayed=stayed)
+    print(f"{label}: {json.dumps(figures)}")
+    return figures
+
+
+def test_the_address_holders_nginx_stopped_under_load_moves_the_address_and_it_does_not_move_back(host):
+    figures = web_fault(host, "web-nginx-stopped",
+                        lambda name: scenario_host(name).run_expect([0], "systemctl stop nginx"),
+                        lambda name: scenario_host(name).run_expect([0], "systemctl start nginx"))
+    assert figures["address_moved_s"] is not None, figures
+    # under 1 second's worth of requests (9)
+    assert figures["failed"] + figures["non_2xx"] < 9, figures
+    assert figures["old_holder_backup_again_s"] is not None and figures["address_stayed"], figures
+
+
+def test_the_address_holders_container_stopped_under_load_moves_the_address_and_it_does_not_move_back(host):
+    def start(name):
+        subprocess.run(["docker", "start", name], check=True, capture_output=True)
+        subprocess.run(["docker", "exec", name, "systemctl", "is-system-running", "--wait"], capture_output=True,
+                       timeout=120)
+
+    figures = web_fault(host, "web-host-stopped",
+                        lambda name: subprocess.run(["docker", "stop", name], check=True, capture_output=True),
+                        start)
+    assert figures["address_moved_s"] is not None, figures
+    assert figures["failed"] + figures["non_2xx"] < 9, figures
+    assert figures["old_holder_backup_again_s"] is not None and figures["address_stayed"], figures
+
+
 # --- the database tier under faults, under load -------------------------------------------------
 # The lab's PostgreSQL runs under Patroni on tf-db1 (the first leader) and tf-db2. The client sends
 # open-model load through the load balancer: /health, a list of notes (the app's read pool: a
@@ -457,14 +603,14 @@ def test_a_changed_environment_restarts_the_app_on_the_host_converged_only(host)
 # a COMMIT whose outcome is unknown is answered 503, never retried. Each fault prints what users saw.
 
 MEMBERS = [PRIMARY, REPLICA]
-READ, WRITE = f"https://{WEB}/api/v1/notes?limit=5", f"https://{WEB}/api/v1/notes"
+READ, WRITE = f"https://{SITE}/api/v1/notes?limit=5", f"https://{SITE}/api/v1/notes"
 
 
 def under_load(host, label, seconds, fault):
     """Load for SECONDS; FAULT() runs after 5 s and returns its time (epoch s). The figures, printed."""
     host.run_expect([0], "rm -f /tmp/%s.json /tmp/%s.written", label, label)
     host.run_expect([0], f"nohup openload --rate 9 --duration {seconds} --timeout 40 --cafile {ROOT_PEM} "
-                    f"--url https://{WEB}/health --url '{READ}' --post {WRITE} --out /tmp/{label}.json "
+                    f"--url https://{SITE}/health --url '{READ}' --post {WRITE} --out /tmp/{label}.json "
                     f"--written /tmp/{label}.written > /tmp/{label}.log 2>&1 &")
     time.sleep(5)
     fault_at = fault()
@@ -595,7 +741,7 @@ def test_a_switchover_to_a_named_replica_under_load_fails_no_request(host):
 # id through the cache, the latest notes, a write), with what users saw and the seconds until the
 # stack is whole again printed.
 
-HEALTH = f"https://{WEB}/health"
+HEALTH = f"https://{SITE}/health"
 
 
 def app_healthy(name):
@@ -612,12 +758,9 @@ def app_fault(host, label, seconds, fault, undo, whole):
     The figures of each URL and the overall ones, printed; returns them."""
     note = json.loads(get(host, "/api/v1/notes", "-X POST -H 'Content-Type: application/json'",
                           "-d '{\"title\": \"fault\"}'")[1])
-    by_id = f"https://{WEB}/api/v1/notes/{note['id']}"
+    by_id = f"https://{SITE}/api/v1/notes/{note['id']}"
     get(host, f"/api/v1/notes/{note['id']}")  # now in the cache
-    host.run_expect([0], "rm -f /tmp/%s.json", label)
-    host.run_expect([0], f"nohup openload --rate 9 --duration {seconds} --timeout 10 --cafile {ROOT_PEM} "
-                    f"--url {HEALTH} --url {by_id} --url '{READ}' --post {WRITE} --out /tmp/{label}.json "
-                    f"> /tmp/{label}.log 2>&1 &")
+    start_openload(host, label, seconds, [HEALTH, by_id, READ], [WRITE])
     time.sleep(5)
     started = time.time()
     fault()
@@ -627,13 +770,8 @@ def app_fault(host, label, seconds, fault, undo, whole):
         undo()
     back = wait_for(whole, 60, interval=0.5)
     whole_after = round(time.time() - started, 1) if back else None
-    assert wait_for(lambda: host.file(f"/tmp/{label}.json").exists, seconds + 60, interval=1), \
-        host.file(f"/tmp/{label}.log").content_string
-    load = json.loads(host.file(f"/tmp/{label}.json").content_string)
-    figures = outage_figures(load, whole_after, f"https://{WEB}")
+    figures = openload_outcome(host, label, seconds, whole_after=whole_after)
     print(f"{label}: {json.dumps(figures)}")
-    if load["errors"] or load["non_2xx"]:
-        print(f"{label}: samples {load['error_samples'][:3]} {load['non_2xx_samples'][:3]}")
     return figures
 
 
@@ -798,7 +936,8 @@ def test_the_database_unreachable_under_load_answers_every_api_request_within_3_
 
 EVERY_HOST = {"prometheus-node-exporter", "fail2ban"}
 SERVICES = {
-    "tf-web1": {"nginx", "prometheus-nginx-exporter"},
+    "tf-web1": {"nginx", "prometheus-nginx-exporter", "keepalived"},
+    "tf-web2": {"nginx", "prometheus-nginx-exporter", "keepalived"},
     "tf-app1": {"teamflow"}, "tf-app2": {"teamflow"},
     "tf-db1": {"patroni@15-main", "etcd", "pgbackrest", "prometheus-postgres-exporter"},
     "tf-db2": {"patroni@15-main", "etcd", "pgbackrest", "prometheus-postgres-exporter"},

@@ -23,10 +23,10 @@ from scenario_helpers import PROJECT, ansible_playbook, scenario_host
 
 testinfra_hosts = ["docker://tf-acme"]
 
-TIERS = {"tf-web1": "web", "tf-app1": "app", "tf-app2": "app", "tf-db1": "db", "tf-db2": "db",
+TIERS = {"tf-web1": "web", "tf-web2": "web", "tf-app1": "app", "tf-app2": "app", "tf-db1": "db", "tf-db2": "db",
          "tf-cache1": "cache", "tf-cache2": "cache", "tf-mon1": "monitoring"}
 # every well-known port, and every port a tier of the lab listens on
-PORTS = "1-1024,5432,6379,8000,26379,8432,9090,9093,9100,9113,9121,9187"
+PORTS = "1-1024,5432,6379,8000,8444,26379,8432,9090,9093,9100,9113,9121,9187"
 OPEN_TO_OUTSIDERS = {name: {80, 443} if tier == "web" else set() for name, tier in TIERS.items()}
 ADMIN_KEY = PROJECT / ".lab" / "admin_key"
 # The lynis hardening index the role promises on every host, in a container of the lab (which
@@ -78,7 +78,7 @@ def test_a_port_scan_from_the_outsider_finds_only_what_the_tier_opens_to_everyon
     assert outsider_scan[server] == OPEN_TO_OUTSIDERS[server]
 
 
-@pytest.mark.parametrize("server, port", [("tf-web1", 443), ("tf-web1", 80)])
+@pytest.mark.parametrize("server, port", [("tf-web1", 443), ("tf-web1", 80), ("tf-web2", 443), ("tf-web2", 80)])
 def test_anyone_reaches_the_web_tier(host, server, port):
     assert probe(host, server, port) == "open"
 
@@ -103,6 +103,8 @@ REACHABLE = [
     ("tf-mon1", "tf-cache2", 6379),
     ("tf-cache1", "tf-mon1", 26379),
     ("tf-app1", "tf-cache2", 26379),
+    # a web host fetches the certificate from the one that issues it
+    ("tf-web2", "tf-web1", 8444),
 ]
 UNREACHABLE = [
     ("tf-web1", "tf-db1", 5432),
@@ -115,6 +117,7 @@ UNREACHABLE = [
     ("tf-web1", "tf-cache1", 9121),
     ("tf-web1", "tf-cache2", 26379),
     ("tf-db1", "tf-mon1", 26379),
+    ("tf-app1", "tf-web1", 8444),
 ]
 
 

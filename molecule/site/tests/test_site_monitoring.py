@@ -35,7 +35,7 @@ def test_every_host_reports_its_file_integrity_check(host):
     def reporting():
         return {item["metric"]["instance"] for item in values('teamflow_aide_check_success{job="node"} == 1')}
     nodes = {item["metric"]["instance"] for item in values('up{job="node"}')}
-    assert len(nodes) == 8 and wait_for(lambda: reporting() == nodes, 30), (reporting(), nodes)
+    assert len(nodes) == 9 and wait_for(lambda: reporting() == nodes, 30), (reporting(), nodes)
 
 
 def test_the_postgresql_exporter_role_is_pg_monitor_and_nothing_more(host):
