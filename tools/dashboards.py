@@ -44,6 +44,9 @@ DASHBOARDS = {
             ("{{instance}}", 'rate(nginx_http_requests_total{job="nginx"}[5m])')]),
         ("nginx connections", "short", [
             ("{{instance}}", 'nginx_connections_active{job="nginx"}')]),
+        # role keepalived's textfile metric: 2 holds it, 1 backup, 3 failed its check, 0 stopped
+        ("Web tier address: 2 holds it, 1 backup, 3 failed check, 0 stopped", "short", [
+            ("{{instance}}", 'keepalived_vrrp_state{job="node"}')]),
     ]),
     "teamflow-database": ("TeamFlow: database", [
         ("PostgreSQL up", "short", [("{{instance}}", 'pg_up{job="postgresql"}')]),
