@@ -108,7 +108,7 @@ def aide_entries(host):
     return {change: int(count) for change, count in found}
 
 
-def test_the_integrity_database_was_built_on_install_and_checked_once(host):
+def test_the_integrity_database_was_built_on_install_with_its_metric(host):
     assert host.file("/var/lib/aide/aide.db").mode == 0o600
     assert host.file("/etc/aide/aide.conf").contains("^Checksums = sha512$")
     assert host.service("teamflow-aide-check.timer").is_enabled
