@@ -11,7 +11,9 @@ SUITE       ?= bookworm
 # lanes of `make test`: the checks and the scenarios split in JOBS groups of about
 # equal length (tests/conftest.py); JOBS=1 runs them one after the other
 JOBS        ?= 2
-export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# lab/bin first: its `docker` runs `docker exec` into the lab's containers without the
+# daemon's round trip (lab/bin/docker says how); the venv's tools next
+export PATH := $(CURDIR)/lab/bin:$(CURDIR)/$(VENV)/bin:$(PATH)
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 .PHONY: help venv engine image lab lab-destroy test lint unit molecule bench readme docs release

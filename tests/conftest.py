@@ -39,12 +39,12 @@ def run(argv, log_name, cwd=ROOT, env=None, timeout=3600):
     """Run argv, writing its output to artifacts/logs/<log_name>.log.
 
     Returns (returncode, output). The environment is this process's, with the
-    venv first on PATH and ansible.cfg of the repo in force.
+    lab's bin and the venv first on PATH (as make sets them) and ansible.cfg of the repo in force.
     """
     LOGS.mkdir(parents=True, exist_ok=True)
     log = LOGS / f"{log_name}.log"
     full_env = dict(os.environ)
-    full_env["PATH"] = f"{ROOT / '.venv' / 'bin'}{os.pathsep}{full_env.get('PATH', '')}"
+    full_env["PATH"] = os.pathsep.join([str(ROOT / "lab" / "bin"), str(ROOT / ".venv" / "bin"), full_env.get("PATH", "")])
     full_env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     full_env.setdefault("ANSIBLE_FORCE_COLOR", "0")
     full_env["PY_COLORS"] = "0"
