@@ -18,9 +18,11 @@ load through the load balancer, and every service killed with kill -9.
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 import uuid
+from pathlib import Path
 
 import ansible_runner
 import pytest
@@ -80,6 +82,26 @@ def test_a_second_site_yml_through_the_site_deploy_job_template_changes_nothing_
 
 
 # --- a user's request, end to end ------------------------------------------------------
+
+def test_the_labs_docker_exec_starts_a_command_as_the_docker_daemon_does(host):
+    """make puts lab/bin first on PATH: its docker enters a lab container with nsenter instead of through the
+    daemon. What a command sees must be the same: user, capabilities, environment, working directory, no
+    stdin without -i (and stdin with it)."""
+    lab = PROJECT / "lab" / "bin"
+    real = shutil.which("docker", path=os.pathsep.join(entry for entry in os.environ["PATH"].split(os.pathsep)
+                                                       if entry and Path(entry).resolve() != lab))
+    probe = [WEB, "/bin/sh", "-c", "id; grep -E '^Cap|^NoNewPrivs|^Seccomp:' /proc/self/status; env | sort; pwd; "
+             "cat; cat /proc/1/comm"]
+    ours, theirs = (subprocess.run([docker, "exec", *probe], input="not for the command", capture_output=True,
+                                   text=True, timeout=60, check=False) for docker in (lab / "docker", real))
+    print(f"{WEB} through lab/bin/docker:\n{ours.stdout}")
+    assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
+    assert "uid=0(root)" in ours.stdout and "systemd" in ours.stdout
+    assert (Path("/run/teamflow-lab-docker") / WEB).is_file()  # the exec went through nsenter, not the daemon
+    piped = subprocess.run([lab / "docker", "exec", "-i", WEB, "cat"], input="stdin with -i", capture_output=True,
+                           text=True, timeout=60, check=False)
+    assert (piped.returncode, piped.stdout) == (0, "stdin with -i")
+
 
 def test_the_load_balancer_serves_a_certificate_pebble_issued(host):
     out = host.check_output(f"curl -sS -v --cacert {ROOT_PEM} -o /dev/null https://{SITE}/health 2>&1")
