@@ -17,22 +17,54 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 COLLECTION = ROOT / "ansible_collections" / "teamflow" / "platform"
 LOGS = ROOT / "artifacts" / "logs"
 
-# Run order: cheap checks first, so a lint error fails in seconds, not after the scenarios.
+# Run order: cheap checks first, so a lint error fails in seconds, not after the scenarios; with lanes
+# (make test: pytest -n 2, tests/test_molecule.py), every lane but the last before them: the first worker
+# starts the longest lane at once, the other runs the checks, then the last lane.
 _ORDER = {"static": 0, "unit": 1, "molecule": 2}
+_LANE = re.compile(r"::TestLane(\d+)::")
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if COLLECTION / "tests" / "unit" in pathlib.Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.unit)
+    lanes = [int(m.group(1)) for m in map(_LANE.search, (item.nodeid for item in items)) if m]
+    last_lane = max(lanes, default=0)
 
     def rank(item):
+        lane = _LANE.search(item.nodeid)
+        if lane and int(lane.group(1)) < last_lane:
+            return -1
         for name, value in _ORDER.items():
             if item.get_closest_marker(name):
                 return value
         return len(_ORDER)
 
     items.sort(key=rank)
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`make test`'s scheduler: xdist's loadscope, except that a worker running a lane of molecule scenarios
+    (tests/test_molecule.py) takes no more work while two tests of its lane are left.
+
+    loadscope gives a worker one more scope whenever it has two tests or fewer left, and a worker runs a test
+    only once it knows the next one or that there is none. The first lane (site alone) was one test, so its
+    worker took the next lane at once and ran both one after the other, while the other worker, its checks
+    done, stopped for want of work: that happened to a clean-clone run. Each lane now ends with a check of its
+    own, so its worker starts it at once, and takes more work only for its last test.
+    """
+    if config.getoption("dist", None) != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LaneScheduling(LoadScopeScheduling):
+        def _reschedule(self, node):
+            for scope, work in self.assigned_work.get(node, {}).items():
+                if "::TestLane" in scope and sum(not done for done in work.values()) >= 2:
+                    return
+            super()._reschedule(node)
+
+    return LaneScheduling(config, log)
 
 
 def run(argv, log_name, cwd=ROOT, env=None, timeout=3600):

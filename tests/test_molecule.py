@@ -11,6 +11,7 @@ lanes end within a few minutes of each other without a hand-kept list.
 import os
 
 import pytest
+import yaml
 
 from conftest import ROOT, run, tail
 
@@ -49,6 +50,19 @@ def _lane(scenarios):
         def test_molecule_scenario(self, scenario):
             rc, out = run(["molecule", "test", "--scenario-name", scenario], f"molecule-{scenario}")
             assert rc == 0, tail(out, 120)
+
+        # Last in its lane, so a lane is never a single test: an xdist worker holds its last test until it
+        # knows the next one or that there is none, and tests/conftest.py's scheduler gives a worker that
+        # runs a lane nothing else while two of the lane's tests are left (the first lane would wait).
+        @pytest.mark.molecule
+        def test_the_lanes_scenarios_left_no_container(self):
+            names = {platform["name"] for scenario in scenarios
+                     for platform in yaml.safe_load((ROOT / "molecule" / scenario / "molecule.yml").read_text())
+                     .get("platforms", [])}
+            rc, out = run(["docker", "ps", "--all", "--format", "{{.Names}}"], "lane-containers")
+            assert rc == 0, out
+            left = names & set(out.split())
+            assert not left, f"containers the scenarios' destroy left behind: {sorted(left)}"
 
     return Lane
 
