@@ -97,7 +97,12 @@ def test_the_labs_docker_exec_starts_a_command_as_the_docker_daemon_does(host):
     print(f"{WEB} through lab/bin/docker:\n{ours.stdout}")
     assert (ours.returncode, ours.stdout, ours.stderr) == (theirs.returncode, theirs.stdout, theirs.stderr)
     assert "uid=0(root)" in ours.stdout and "systemd" in ours.stdout
-    assert (Path("/run/teamflow-lab-docker") / WEB).is_file()  # the exec went through nsenter, not the daemon
+    # and the exec did go through nsenter: the daemon starts its processes in the container's cgroup, nsenter not
+    container = subprocess.run([real, "inspect", "--format", "{{.Id}}", WEB], capture_output=True, text=True,
+                               timeout=60, check=True).stdout.strip()
+    cgroups = [subprocess.run([docker, "exec", WEB, "cat", "/proc/self/cgroup"], capture_output=True, text=True,
+                              timeout=60, check=True).stdout for docker in (lab / "docker", real)]
+    assert container not in cgroups[0] and container in cgroups[1], cgroups
     piped = subprocess.run([lab / "docker", "exec", "-i", WEB, "cat"], input="stdin with -i", capture_output=True,
                            text=True, timeout=60, check=False)
     assert (piped.returncode, piped.stdout) == (0, "stdin with -i")
