@@ -112,7 +112,10 @@ def test_the_integrity_database_was_built_on_install_with_its_metric(host):
     assert host.file("/var/lib/aide/aide.db").mode == 0o600
     assert host.file("/etc/aide/aide.conf").contains("^Checksums = sha512$")
     assert host.service("teamflow-aide-check.timer").is_enabled
-    assert not host.service("dailyaidecheck.timer").is_enabled
+    # the role's configuration and check, not Debian's (aide-common and its daily check)
+    assert not host.package("aide-common").is_installed
+    assert not host.file("/lib/systemd/system/dailyaidecheck.timer").exists
+    assert host.file("/var/lib/aide").mode == 0o700
     metrics = host.file(METRICS).content_string
     assert "teamflow_aide_check_success 1" in metrics
     assert aide_entries(host) == {"added": 0, "removed": 0, "changed": 0}

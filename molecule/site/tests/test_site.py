@@ -86,7 +86,7 @@ def test_a_second_site_yml_through_the_site_deploy_job_template_changes_nothing_
 def test_the_labs_docker_exec_starts_a_command_as_the_docker_daemon_does(host):
     """make puts lab/bin first on PATH: its docker enters a lab container with nsenter instead of through the
     daemon. What a command sees must be the same: user, capabilities, environment, working directory, no
-    stdin without -i (and stdin with it)."""
+    stdin without -i (and stdin with it); and the container's user it answers from its cache the same."""
     lab = PROJECT / "lab" / "bin"
     real = shutil.which("docker", path=os.pathsep.join(entry for entry in os.environ["PATH"].split(os.pathsep)
                                                        if entry and Path(entry).resolve() != lab))
@@ -106,6 +106,10 @@ def test_the_labs_docker_exec_starts_a_command_as_the_docker_daemon_does(host):
     piped = subprocess.run([lab / "docker", "exec", "-i", WEB, "cat"], input="stdin with -i", capture_output=True,
                            text=True, timeout=60, check=False)
     assert (piped.returncode, piped.stdout) == (0, "stdin with -i")
+    # the container's user, which community.docker's connection asks at -vvv on every task, from its cache
+    users = [subprocess.run([docker, "inspect", "--format", "{{.Config.User}}", WEB], capture_output=True, text=True,
+                            timeout=60, check=True).stdout for docker in (lab / "docker", real)]
+    assert users[0] == users[1] == "\n", users
 
 
 def test_the_load_balancer_serves_a_certificate_pebble_issued(host):
