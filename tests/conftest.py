@@ -43,6 +43,26 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)
 
 
+# The checks count no seconds; the scenarios' load and fault tests do (failed requests, seconds to recover).
+# Side by side on a 2-core machine (make test), the checks yield the CPU: a check runs at this niceness,
+# the commands it starts too. Only where the worker can take it back afterwards (root: make test in CI),
+# so that a lane run by the same worker later is not slowed.
+CHECKS_NICENESS = 10
+
+
+@pytest.fixture(autouse=True)
+def _checks_yield_the_cpu(request):
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    if request.node.get_closest_marker("molecule") or os.geteuid() != 0 or before >= CHECKS_NICENESS:
+        yield
+        return
+    os.setpriority(os.PRIO_PROCESS, 0, CHECKS_NICENESS)
+    try:
+        yield
+    finally:
+        os.setpriority(os.PRIO_PROCESS, 0, before)
+
+
 def pytest_xdist_make_scheduler(config, log):
     """`make test`'s scheduler: xdist's loadscope, except that a worker running a lane of molecule scenarios
     (tests/test_molecule.py) takes no more work while two tests of its lane are left.
