@@ -106,6 +106,14 @@ chroot "$root" apt-get update -qq >&2
 chroot "$root" apt-get clean >&2
 rm -f "$root/var/lib/apt/periodic/update-success-stamp"
 touch -d @0 "$root/var/lib/apt/lists"
+# The hook the common role installs before its first refresh (roles/common, "Record
+# each refresh of the package lists"), which site.yml applies before every other
+# role. A role's own scenario does not apply common: with the hook here, its apt
+# tasks refresh the lists once, as on a host common manages, instead of at each
+# task of each converge. The common role replaces this file with its own.
+install -m 0644 /dev/stdin "$root/etc/apt/apt.conf.d/15teamflow-update-stamp" <<'HOOK'
+APT::Update::Post-Invoke-Success {"touch /var/lib/apt/periodic/update-success-stamp 2>/dev/null || true";};
+HOOK
 
 echo "build-image: importing $image" >&2
 tar -C "$root" -c . | docker import \

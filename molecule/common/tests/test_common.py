@@ -22,7 +22,13 @@ def test_apt_does_not_install_recommends(host):
 
 def test_apt_package_list_refresh_is_recorded(host):
     # the lab image has no refresh stamp and dates its lists to 1970: the role refreshed
-    # them and recorded it, so the next run's cache_valid_time check skips the download
+    # them and its hook recorded it, so the next run's cache_valid_time check skips the
+    # download (the image carries the same hook for the roles' own scenarios; the
+    # role's version replaced it)
+    hook = host.file("/etc/apt/apt.conf.d/15teamflow-update-stamp")
+    assert "Ansible managed" in hook.content_string
+    assert "touch /var/lib/apt/periodic/update-success-stamp" \
+        in host.check_output("apt-config dump APT::Update::Post-Invoke-Success")
     stamp = host.file("/var/lib/apt/periodic/update-success-stamp")
     assert stamp.exists
     assert stamp.mtime.timestamp() > time.time() - 86400
