@@ -247,7 +247,7 @@ def lab_traffic(host):
         assert get(host, "/api/v1/notes")[0] == 200
         assert get(host, "/")[0] == 200
         time.sleep(max(0.0, 0.4 - (time.monotonic() - started)))
-    time.sleep(12)  # two scrapes (every 5 s in the lab) after the last request
+    time.sleep(22)  # two scrapes (every 10 s in the lab) after the last request
 
 
 def finite(result):
