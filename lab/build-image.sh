@@ -19,12 +19,14 @@ mirror=${TEAMFLOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 security_mirror=${TEAMFLOW_DEBIAN_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
 packages=python3,python3-apt,systemd,systemd-sysv,sudo,ca-certificates,iproute2,procps
 
+# the common role's apt hook, which the image carries too (below)
+update_stamp_hook="$here/../ansible_collections/teamflow/platform/roles/common/templates/apt-update-stamp.conf.j2"
 shopt -s nullglob
 extra_cas=(/usr/local/share/ca-certificates/*.crt /usr/local/share/ca-certificates/*/*.crt)
 recipe_hash=$(
   {
     echo "$suite $mirror $security_mirror $packages"
-    cat "$0" "$here"/image/*
+    cat "$0" "$here"/image/* "$update_stamp_hook"
     for ca in "${extra_cas[@]}"; do cat "$ca"; done
   } | sha256sum | cut -c1-12
 )
@@ -110,10 +112,10 @@ touch -d @0 "$root/var/lib/apt/lists"
 # each refresh of the package lists"), which site.yml applies before every other
 # role. A role's own scenario does not apply common: with the hook here, its apt
 # tasks refresh the lists once, as on a host common manages, instead of at each
-# task of each converge. The common role replaces this file with its own.
-install -m 0644 /dev/stdin "$root/etc/apt/apt.conf.d/15teamflow-update-stamp" <<'HOOK'
-APT::Update::Post-Invoke-Success {"touch /var/lib/apt/periodic/update-success-stamp 2>/dev/null || true";};
-HOOK
+# task of each converge. The common role replaces this file with its own (the
+# template's lines less its header).
+grep -v '^{{' "$update_stamp_hook" >"$root/etc/apt/apt.conf.d/15teamflow-update-stamp"
+chmod 0644 "$root/etc/apt/apt.conf.d/15teamflow-update-stamp"
 
 echo "build-image: importing $image" >&2
 tar -C "$root" -c . | docker import \
