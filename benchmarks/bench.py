@@ -201,11 +201,12 @@ class PhaseError(RuntimeError):
 
 
 def bytecode_cache_off(inventory):
-    """Turn the lab image's bytecode cache off on the inventory's hosts.
+    """Turn the lab image's bytecode cache and module server off on the inventory's hosts.
 
-    The lab's hosts keep the bytecode of Ansible's module payloads, which makes a
-    module run cheaper than on a real host (lab/image/teamflow_lab_bytecode.py). The
-    bench measures hosts without it, so its figures are those of real hosts.
+    The lab's hosts keep the bytecode of Ansible's module payloads and run them from a
+    Python that has module_utils loaded, which makes a module run cheaper than on a real
+    host (lab/image/teamflow_lab_bytecode.py, teamflow_lab_modules.py). The bench
+    measures hosts without them, so its figures are those of real hosts.
     """
     for host in inventory_hosts([inventory]):
         dexec(host, "touch /etc/teamflow-lab/bytecode-cache-off", label=f"bytecode-cache-off-{host}")

@@ -89,6 +89,10 @@ site_packages=$(chroot "$root" python3 -c 'import site; print(site.getsitepackag
 install -d -m 0755 "$root$site_packages" "$root/etc/teamflow-lab"
 install -m 0644 "$here/image/teamflow_lab_bytecode.py" "$root$site_packages/teamflow_lab_bytecode.py"
 echo 'import teamflow_lab_bytecode' >"$root$site_packages/teamflow_lab_bytecode.pth"
+# and root's module runs fork from a Python that has Ansible's module_utils loaded:
+# lab/image/teamflow_lab_modules.py says why and how (its .pth after the one above).
+install -m 0644 "$here/image/teamflow_lab_modules.py" "$root$site_packages/teamflow_lab_modules.py"
+echo 'import teamflow_lab_modules' >"$root$site_packages/teamflow_lab_modules.pth"
 
 # dpkg syncs every file it unpacks to disk. The lab's disks are the machine's, whose
 # crash ends the lab anyway, so the image's dpkg does not (as Docker's Debian images):
