@@ -9,8 +9,9 @@ load, a broken release, rollback) is tested on the whole lab: molecule/site.
 
 import json
 import re
+import time
 
-from scenario_helpers import PROJECT, ansible_playbook
+from scenario_helpers import PROJECT, ansible_playbook, wait_for
 
 testinfra_hosts = ["ansible://app-1"]
 
@@ -35,6 +36,14 @@ def request(host, path, method="GET", body=None):
                             json.dumps(body) if body is not None else "")
     status, _, text = out.partition("\n")
     return int(status), text
+
+
+def healthy(host):
+    """Whether /health answers ok (a request that times out or fails is a no)."""
+    try:
+        return json.loads(request(host, "/health")[1])["status"] == "ok"
+    except AssertionError:
+        return False
 
 
 def main_pid(host):
@@ -155,7 +164,10 @@ def test_a_changed_environment_restarts_the_app(host):
     assert run.returncode == 0, run.stdout[-4000:]
     assert re.search(r"^LOG_LEVEL=\"WARNING\"$", host.file("/etc/teamflow/teamflow.env").content_string, re.M)
     assert main_pid(host) != pid
-    assert json.loads(request(host, "/health")[1])["status"] == "ok"
+    # systemd has the unit started once Gunicorn's master is up; requests wait for its workers to boot
+    restarted = time.monotonic()
+    assert wait_for(lambda: healthy(host), 60), "/health does not answer ok 60 s after the restart"
+    print(f"/health answers ok {time.monotonic() - restarted:.1f} s after the converge that restarted the app")
     assert not host.file("/opt/teamflow/.restart-pending").exists
     run = ansible_playbook(converge, "--tags", "app")
     assert run.returncode == 0, run.stdout[-4000:]
