@@ -19,11 +19,22 @@ from teamflow_app import db  # noqa: E402
 pytestmark = pytest.mark.unit
 
 
+class FakeCursor:
+    def __init__(self, row):
+        self.row = row
+
+    async def fetchone(self):
+        return self.row
+
+
 class FakeConnection:
-    def __init__(self, plan):
+    def __init__(self, plan, statuses=()):
         self.plan = plan
+        self.statuses = statuses
         self.closed = False
         self.commits = 0
+        self.rollbacks = 0
+        self.queries = []
 
     async def commit(self):
         outcome = self.plan.pop(0) if self.plan and self.plan[0] in ("commit-fails",) else None
@@ -31,11 +42,23 @@ class FakeConnection:
             raise psycopg.OperationalError("server closed the connection unexpectedly")
         self.commits += 1
 
+    async def rollback(self):
+        self.rollbacks += 1
+
     async def close(self):
         self.closed = True
 
-    async def execute(self, query):
-        return None
+    async def execute(self, query, params=None):
+        """txid_current() says 1234; txid_status() answers the pool's next status (an exception is raised)."""
+        self.queries.append((query, params))
+        if "txid_current" in query:
+            return FakeCursor((1234,))
+        if "txid_status" in query:
+            status = self.statuses.pop(0)
+            if isinstance(status, Exception):
+                raise status
+            return FakeCursor((status,))
+        return FakeCursor(None)
 
 
 class FakePool:
@@ -47,6 +70,7 @@ class FakePool:
         self.url = url
         self.options = kwargs
         self.plan = []
+        self.statuses = []
         self.attempts = 0
         self.connections = []
         FakePool.instances.append(self)
@@ -60,7 +84,7 @@ class FakePool:
                 if pool.plan and pool.plan[0] == "no-server":
                     pool.plan.pop(0)
                     raise PoolTimeout("couldn't get a connection")
-                conn = FakeConnection(pool.plan)
+                conn = FakeConnection(pool.plan, pool.statuses)
                 pool.connections.append(conn)
                 return conn
 
@@ -142,6 +166,68 @@ def test_a_write_whose_commit_got_no_answer_is_not_retried():
     with pytest.raises(db.CommitOutcomeUnknown):
         run(data.write(work))
     assert writer.attempts == 1
+
+
+def noted(writes, found):
+    """WORK that inserts (counted in WRITES) and a LANDED check that answers FOUND's next value."""
+    async def work(conn):
+        writes.append(conn)
+        return ("row", len(writes))
+
+    async def landed(conn, result):
+        assert result == ("row", len(writes))
+        return found.pop(0)
+    return work, landed
+
+
+def test_a_write_whose_commit_got_no_answer_but_landed_is_answered_once():
+    data, writer, _, _ = database()
+    writer.plan, writer.statuses = ["commit-fails"], ["committed"]
+    writes = []
+    work, landed = noted(writes, [True])
+    assert run(data.write(work, landed=landed)) == ("row", 1)
+    assert len(writes) == 1
+    # the id asked about is the transaction's own, on a connection after the failed one
+    assert writer.connections[0].queries[-1] == ("SELECT txid_current()", None)
+    assert writer.connections[1].queries[0] == ("SELECT txid_status(%s)", (1234,))
+
+
+def test_a_write_whose_commit_got_no_answer_and_did_not_land_is_written_again():
+    data, writer, _, _ = database()
+    writer.plan, writer.statuses = ["commit-fails"], ["aborted"]
+    writes = []
+    work, landed = noted(writes, [False])
+    assert run(data.write(work, landed=landed)) == ("row", 2)
+    assert len(writes) == 2 and writes[1].commits == 1
+
+
+def test_a_leader_that_never_had_the_transaction_gets_it_written_again():
+    data, writer, _, _ = database()
+    writer.plan = ["commit-fails"]
+    writer.statuses = [psycopg.errors.InvalidParameterValue("transaction ID 1234 is in the future")]
+    writes = []
+    work, landed = noted(writes, [False])
+    assert run(data.write(work, landed=landed)) == ("row", 2)
+    assert writer.connections[1].rollbacks == 1
+
+
+def test_a_commit_still_in_progress_is_waited_for_before_the_rows_are_looked_for():
+    data, writer, _, clock = database()
+    writer.plan, writer.statuses = ["commit-fails"], ["in progress", "in progress", "committed"]
+    writes = []
+    work, landed = noted(writes, [True])
+    assert run(data.write(work, landed=landed)) == ("row", 1)
+    assert len(writes) == 1 and writer.attempts == 4 and 0 < clock.now < 1
+
+
+def test_a_commit_outcome_no_leader_tells_within_the_retry_time_is_unknown():
+    data, writer, _, clock = database(retry_seconds=3)
+    writer.plan = ["commit-fails"] + ["no-server"] * 100
+    writes = []
+    work, landed = noted(writes, [])
+    with pytest.raises(db.CommitOutcomeUnknown):
+        run(data.write(work, landed=landed))
+    assert len(writes) == 1 and 3 <= clock.now < 5
 
 
 def test_a_write_gives_up_after_the_retry_time():

@@ -659,7 +659,8 @@ def under_load(host, label, seconds, fault):
     figures.update(lost_writes=len(acknowledged) - int(present), leader_after=found)
     print(f"{label}: {json.dumps(figures)}")
     if figures["failed"]:
-        print(f"{label}: failed samples {load['error_samples'][:3]} {load['non_2xx_samples'][:3]}")
+        # in the figures, so an assertion's message shows what the users got
+        figures["failed_samples"] = load["error_samples"][:3] + load["non_2xx_samples"][:3]
     return figures
 
 
@@ -766,6 +767,36 @@ def test_a_switchover_to_a_named_replica_under_load_fails_no_request(host):
     assert figures["leader_after"] == candidate, figures
     assert figures["lost_writes"] == 0 and figures["failed"] == 0, figures
     assert rejoins(old, time.time(), 60) is not None, f"{old} does not stream 60 s after the switchover"
+
+
+def test_a_write_whose_commit_the_leader_cut_off_while_it_waited_for_its_replica_is_answered_201_once(host):
+    """What a switchover or failover can do to one write in flight: its COMMIT is in the leader's WAL, the leader
+    waits for the synchronous replica to confirm it (the replica's WAL receiver is paused here), and the
+    backend is terminated (as a shutdown terminates it). The app asks the leader, finds the note and answers
+    201 with it; the note is there once."""
+    leader = patroni_leader(MEMBERS)
+    replica = next(name for name in MEMBERS if name != leader)
+    receiver = superuser_sql(replica, "SELECT pid FROM pg_stat_wal_receiver")
+    title = f"cut off {uuid.uuid4().hex}"
+    scenario_host(replica).run_expect([0], f"kill -STOP {receiver}")
+    try:
+        host.run_expect([0], f"rm -f /tmp/cut.out; nohup curl -sS --max-time 60 --cacert {ROOT_PEM} -o /tmp/cut.body "
+                        f"-w '%{{http_code}}' -X POST -H 'Content-Type: application/json' "
+                        f"-d '{{\"title\": \"{title}\"}}' {WRITE} > /tmp/cut.out 2>&1 &")
+        waiting = "SELECT pid FROM pg_stat_activity WHERE wait_event = 'SyncRep' AND query = 'COMMIT'"
+        backend = wait_for(lambda: superuser_sql(leader, waiting), 20, interval=0.2)
+        assert backend, "no COMMIT waits for the paused replica on the leader"
+        started = time.time()
+        assert superuser_sql(leader, f"SELECT pg_terminate_backend({backend})") == "t"
+    finally:
+        scenario_host(replica).run_expect([0], f"kill -CONT {receiver}")
+    assert wait_for(lambda: host.file("/tmp/cut.out").content_string.strip(), 60, interval=0.2)
+    status, body = host.file("/tmp/cut.out").content_string.strip(), host.file("/tmp/cut.body").content_string
+    seconds = round(time.time() - started, 1)
+    copies = superuser_sql(leader, f"SELECT count(*) FROM notes WHERE title = '{title}'")
+    print(f"commit cut off: the app answered {status} within {seconds} s of the cut; {copies} note(s) written")
+    assert status == "201" and json.loads(body)["title"] == title, (status, body)
+    assert copies == "1"
 
 
 # --- the app and cache tiers under faults ------------------------------------------------------

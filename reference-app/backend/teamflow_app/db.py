@@ -6,8 +6,13 @@ What a fault does to a request:
 - a read is retried, on a new connection, until it succeeds or DB_RETRY_SECONDS have passed;
 - a write is retried the same way when it failed before its COMMIT was sent (nothing was written), so
   a failover or a switchover fails no write that comes back within DB_RETRY_SECONDS;
-- a write whose COMMIT was sent but not answered is never retried (it may have been written):
-  CommitOutcomeUnknown, which the app answers with 503 and says so;
+- a write whose COMMIT was sent but not answered (the leader went away while it waited for the synchronous
+  replica, as on a switchover) may or may not be in. With a `landed` check the layer asks the leader that
+  answers next: once the transaction is no longer in progress there (txid_status), the check looks for the
+  write's own rows (its result: a note's id and creation time). Found, the write succeeded; not found, nothing
+  was written and it is retried. Without a check, or with no leader within DB_RETRY_SECONDS:
+  CommitOutcomeUnknown, which the app answers with 503 and says so. (The transaction id alone would not do:
+  after a failover that lost a transaction the new leader hands its id out again.)
 - when the time is up: DatabaseUnavailable, 503.
 
 Waiting is worth it only while the cluster is there (a replica answers while a new leader is elected).
@@ -93,8 +98,10 @@ class Database:
             except RETRYABLE as exc:
                 await self._wait_or_give_up("read", attempt, deadline, exc)
 
-    async def write(self, work):
-        """WORK(conn) in one transaction on the writer pool; retried only when it failed before COMMIT."""
+    async def write(self, work, landed=None):
+        """WORK(conn) in one transaction on the writer pool; retried when it failed before COMMIT. When the COMMIT
+        got no answer, LANDED(conn, result) (if given) tells on the leader whether the result's rows are in: the
+        result when they are, the work again when they are not; CommitOutcomeUnknown without LANDED."""
         deadline = self._clock() + self.retry_seconds
         attempt = 0
         while True:
@@ -104,6 +111,9 @@ class Database:
                 async with self.writer.connection(timeout=self._slice(deadline)) as conn:
                     try:
                         result = await work(conn)
+                        if landed is not None:
+                            cur = await conn.execute("SELECT txid_current()")
+                            xid = (await cur.fetchone())[0]
                         committing = True
                         await conn.commit()
                         self._failing_since = None
@@ -115,9 +125,45 @@ class Database:
             except RETRYABLE as exc:
                 if committing:
                     log.warning("commit outcome unknown", extra={"fields": {"event": "db_commit_unknown"}})
-                    raise CommitOutcomeUnknown(str(exc)) from exc
+                    if landed is None:
+                        raise CommitOutcomeUnknown(str(exc)) from exc
+                    if await self._landed(landed, result, xid, deadline, exc):
+                        return result
+                    continue  # nothing was written: the work again, on the leader that answered
                 # no leader: a member that answers (a replica, while a new leader is elected) keeps it waiting
                 await self._wait_or_give_up("write", attempt, deadline, exc)
+
+    async def _landed(self, landed, result, xid, deadline, exc):
+        """Whether a write whose COMMIT got no answer is in, as the leader that answers before DEADLINE says: once
+        transaction XID is not in progress there (a leader that lost it says its id is in the future),
+        LANDED(conn, result). CommitOutcomeUnknown when no leader says so within the retry time."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self.writer.connection(timeout=self._slice(deadline)) as conn:
+                    try:
+                        cur = await conn.execute("SELECT txid_status(%s)", (xid,))
+                        in_progress = (await cur.fetchone())[0] == "in progress"
+                    except psycopg.errors.InvalidParameterValue:
+                        await conn.rollback()  # the id is in the future: this leader never had the transaction
+                        in_progress = False
+                    self._failing_since = None
+                    if not in_progress:
+                        found = bool(await landed(conn, result))
+                        fields = {"event": "db_commit_resolved", "outcome": "committed" if found else "not written"}
+                        log.warning("commit outcome resolved", extra={"fields": fields})
+                        return found
+            except RETRYABLE as error:
+                try:
+                    await self._wait_or_give_up("write", attempt, deadline, error)
+                except DatabaseUnavailable as unavailable:
+                    raise CommitOutcomeUnknown(str(exc)) from unavailable
+                continue
+            # the old leader still waits for its synchronous replica to confirm the COMMIT
+            if self._clock() >= deadline:
+                raise CommitOutcomeUnknown(f"{exc} (the transaction is still in progress)")
+            await self._sleep(0.1)
 
     async def _answers(self):
         """SELECT 1 on the reader pool (any member), within one slice: whether a member answered. A pooled

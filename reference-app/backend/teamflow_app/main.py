@@ -177,7 +177,12 @@ async def create_note(note: NoteIn):
             (note.title, note.body),
         )
         return await cur.fetchone()
-    row = await _timed("insert_note", app.state.db.write(insert))
+
+    async def landed(conn, row):
+        # the note's id and its transaction's start time (microseconds): no other note has both
+        cur = await conn.execute("SELECT 1 FROM notes WHERE id = %s AND created_at = %s", (row[0], row[3]))
+        return await cur.fetchone() is not None
+    row = await _timed("insert_note", app.state.db.write(insert, landed=landed))
     return _note(row)
 
 
