@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build the lab's pebble: Debian's pebble 2.4.0 with lab/pebble/*.patch, which
 # keeps its root and its ACME accounts across restarts (PEBBLE_ROOT_DIR,
-# PEBBLE_ACCOUNTS_FILE; upstream declined a fixed root, letsencrypt/pebble#298).
+# PEBBLE_ACCOUNTS_FILE; upstream declined a fixed root, letsencrypt/pebble#298)
+# and never reuses a valid authorization when PEBBLE_AUTHZREUSE is 0 (upstream
+# reuses 1% of them then, and a renewal skips its validation).
 #
 #   lab/build-pebble.sh IMAGE       IMAGE: the lab's Debian 12 base image
 #                                   (lab/build-image.sh bookworm; the package
@@ -20,7 +22,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 pool=${TEAMFLOW_DEBIAN_MIRROR:-http://deb.debian.org/debian}/pool/main/p/pebble
 dsc=pebble_2.4.0+ds1-2.dsc
 dsc_sha256=4da2351758f0a7124466236b310a319b7548a3a46eb4c34396759c30582bb138
-version=2.4.0+ds1-2+teamflow1
+version=2.4.0+ds1-2+teamflow2
 
 recipe_hash=$(cat "$0" "$here"/pebble/*.patch <(echo "$image") | sha256sum | cut -c1-12)
 cache=${TEAMFLOW_LAB_CACHE:-/var/cache/teamflow-lab}/pebble
@@ -53,7 +55,8 @@ docker run --rm -v "$work:/build" -e "VERSION=$version" "$image" bash -euo pipef
   cd src
   for p in ../*.patch; do patch -s -p1 <"$p"; done
   { printf "pebble (%s) unstable; urgency=medium\n\n" "$VERSION"
-    printf "  * teamflow.platform lab: keep the root and the accounts across restarts.\n\n"
+    printf "  * teamflow.platform lab: keep the root and the accounts across restarts;\n"
+    printf "    PEBBLE_AUTHZREUSE=0 reuses no authorization.\n\n"
     printf " -- teamflow.platform lab <lab@teamflow.invalid>  %s\n\n" "$(date -R)"
     cat debian/changelog; } >debian/changelog.new
   mv debian/changelog.new debian/changelog
