@@ -164,7 +164,7 @@ def test_a_changed_environment_restarts_the_app(host):
     assert re.search(r"^LOG_LEVEL=\"WARNING\"$", host.file("/etc/teamflow/teamflow.env").content_string, re.M)
     assert main_pid(host) != pid
     # the converge returned once the restarted app answered /health (its workers boot after systemd has it started)
-    assert re.search(r"TASK \[teamflow\.platform\.app : Wait until the app answers /health\][^\n]*\n(?:[^\n]*\n)?ok: \[app-1\]",
+    assert re.search(r"TASK \[teamflow\.platform\.app : Wait until the app answers /health\][^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?ok: \[app-1\]",
                      run.stdout), run.stdout[-4000:]
     assert healthy(host)
     assert not host.file("/opt/teamflow/.restart-pending").exists

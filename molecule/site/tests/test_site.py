@@ -478,7 +478,7 @@ def test_a_changed_environment_restarts_the_app_on_the_host_converged_only(host)
                      re.M)
     assert main_pid(first) != pids[first] and main_pid(second) == pids[second]
     # the converge returned once the restarted app answered /health (its workers boot after systemd has it started)
-    assert re.search(rf"TASK \[teamflow\.platform\.app : Wait until the app answers /health\][^\n]*\n(?:[^\n]*\n)?"
+    assert re.search(rf"TASK \[teamflow\.platform\.app : Wait until the app answers /health\][^\n]*\n(?:(?!TASK \[)[^\n]*\n)*?"
                      rf"ok: \[{first}\]", run.stdout), run.stdout[-4000:]
     assert app_healthy(first)
     assert not scenario_host(first).file("/opt/teamflow/.restart-pending").exists
