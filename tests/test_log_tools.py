@@ -35,7 +35,7 @@ def write(root, store, offset, host, text):
 
 
 def retention(root, *args):
-    return subprocess.run([sys.executable, FILES / "teamflow-logs-retention", "--dir", root, *args],
+    return subprocess.run([sys.executable, FILES / "teamflow_logs_retention.py", "--dir", root, *args],
                           capture_output=True, text=True, check=True)
 
 
@@ -102,7 +102,7 @@ def stores(tmp_path):
 
 
 def search(root, *args):
-    run = subprocess.run([sys.executable, FILES / "teamflow-logs", "--json", *args], capture_output=True, text=True,
+    run = subprocess.run([sys.executable, FILES / "teamflow_logs_search.py", "--json", *args], capture_output=True, text=True,
                          env=dict(os.environ, TEAMFLOW_LOGS_DIR=str(root)), check=False)
     assert run.returncode in (0, 1), run.stderr
     return [json.loads(line) for line in run.stdout.splitlines()]
@@ -124,6 +124,6 @@ def test_level_unit_and_store_narrow_the_search(stores):
 
 
 def test_a_bad_time_or_level_is_refused_with_a_message(stores):
-    run = subprocess.run([sys.executable, FILES / "teamflow-logs", "--since", "yesterday"], capture_output=True,
+    run = subprocess.run([sys.executable, FILES / "teamflow_logs_search.py", "--since", "yesterday"], capture_output=True,
                          text=True, env=dict(os.environ, TEAMFLOW_LOGS_DIR=str(stores)), check=False)
     assert run.returncode == 2 and "--since" in run.stderr and "age" in run.stderr

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Search the logs every host shipped to this log host (role log_server).
 
   teamflow-logs [--request-id ID] [--host HOST]... [--unit UNIT] [--ident IDENT]

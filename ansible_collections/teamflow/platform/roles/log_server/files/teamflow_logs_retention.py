@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Keep the log host's stores within their days and sizes, and write their metrics.
 
   teamflow-logs-retention --dir DIR --store NAME:DAYS:MAX_BYTES... --keep-free BYTES
@@ -15,6 +14,7 @@ size, cap and days, and for each --host the time of the last line received from 
 """
 
 import argparse
+import collections
 import datetime
 import os
 import shutil
@@ -22,11 +22,12 @@ import sys
 import time
 
 DAY = "%Y-%m-%d"
+Store = collections.namedtuple("Store", "name days max_bytes")
 
 
 def size_of(path):
     total = 0
-    for root, _, files in os.walk(path):
+    for root, _dirs, files in os.walk(path):
         for name in files:
             try:
                 total += os.lstat(os.path.join(root, name)).st_size
@@ -63,7 +64,7 @@ def parse_store(text):
     name, days_text, size_text = text.split(":")
     if not name.isidentifier() or int(days_text) < 1 or int(size_text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME:DAYS:MAX_BYTES")
-    return name, int(days_text), int(size_text)
+    return Store(name, int(days_text), int(size_text))
 
 
 def main(argv=None):
@@ -94,8 +95,8 @@ def main(argv=None):
             say(f"emptied {largest} ({os.path.getsize(largest)} bytes): store {name} over {max_bytes} bytes today")
             os.truncate(largest, 0)
 
-    by_age = sorted(((date, path) for name, _, _ in sorted(args.store, key=lambda s: s[0] != "debug")
-                     for date, path in days(os.path.join(args.dir, name)) if date < today),
+    by_age = sorted(((date, path) for store in sorted(args.store, key=lambda s: s.name != "debug")
+                     for date, path in days(os.path.join(args.dir, store.name)) if date < today),
                     key=lambda item: item[0])
     while by_age and shutil.disk_usage(args.dir).free < args.keep_free:
         date, path = by_age.pop(0)
@@ -108,17 +109,17 @@ def main(argv=None):
 def write_metrics(args, today):
     lines = ["# HELP teamflow_logs_store_bytes Bytes a store of the log host holds.",
              "# TYPE teamflow_logs_store_bytes gauge"]
-    for name, _, _ in args.store:
-        lines.append(f'teamflow_logs_store_bytes{{store="{name}"}} {size_of(os.path.join(args.dir, name))}')
+    for store in args.store:
+        lines.append(f'teamflow_logs_store_bytes{{store="{store.name}"}} {size_of(os.path.join(args.dir, store.name))}')
     lines += ["# HELP teamflow_logs_store_max_bytes Size cap of a store of the log host.",
               "# TYPE teamflow_logs_store_max_bytes gauge"]
-    lines += [f'teamflow_logs_store_max_bytes{{store="{name}"}} {size}' for name, _, size in args.store]
+    lines += [f'teamflow_logs_store_max_bytes{{store="{store.name}"}} {store.max_bytes}' for store in args.store]
     lines += ["# HELP teamflow_logs_store_retention_days Days a store of the log host keeps.",
               "# TYPE teamflow_logs_store_retention_days gauge"]
-    lines += [f'teamflow_logs_store_retention_days{{store="{name}"}} {keep}' for name, keep, _ in args.store]
+    lines += [f'teamflow_logs_store_retention_days{{store="{store.name}"}} {store.days}' for store in args.store]
     last = {}
-    for name, _, _ in args.store:
-        for date, path in days(os.path.join(args.dir, name))[-2:]:
+    for store in args.store:
+        for _date, path in days(os.path.join(args.dir, store.name))[-2:]:
             for file in os.listdir(path):
                 host = file[:-len(".jsonl")] if file.endswith(".jsonl") else None
                 if host:
