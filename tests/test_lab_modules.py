@@ -109,10 +109,12 @@ def python(rundir, program, cwd="/", **env):
 
 def served(rundir, program, **env):
     """Run PROGRAM once to start the server, wait until it listens, then run it through it."""
-    first = python(rundir, program, **env)
     sock = rundir / "modules.sock"
+    # a server that stopped leaves its socket: the new one replaces it
+    stale = sock.stat().st_ino if sock.exists() else None
+    first = python(rundir, program, **env)
     for _ in range(100):
-        if sock.exists():
+        if sock.exists() and sock.stat().st_ino != stale:
             break
         time.sleep(0.1)
     assert sock.exists(), (rundir / "modules.failed").read_text() if (rundir / "modules.failed").exists() else ""
@@ -145,6 +147,19 @@ def test_a_payload_runs_in_the_server_as_python_would_run_it(rundir, tmp_path):
         os.umask(old)
     seen = json.loads(third.stdout)
     assert (seen["served"], seen["cwd"], seen["umask"]) == (True, str(tmp_path), 0o077)
+
+
+def test_each_run_is_recorded_by_its_client_and_a_served_one_by_its_handler_too(rundir):
+    first, second = served(rundir, payload())
+    lines = [line.split() for line in (rundir / "runs.log").read_text().splitlines()]
+    print(lines)
+    clients = [fields[1:] for fields in lines if fields[1] == "c"]
+    handlers = [fields[1:] for fields in lines if fields[1] == "h"]
+    assert [client[3] for client in clients] == ["local:no-server", "served"]
+    assert len(clients[0][2]) == 8 and clients[0][2] == clients[1][2]  # the same payload's CRC
+    # the handler names the client that was served, the process that ran it, the payload and how it ended
+    assert len(handlers) == 1 and handlers[0][1] == clients[1][1] and handlers[0][3] == clients[1][2]
+    assert handlers[0][4] == "E0" and handlers[0][2] != handlers[0][1]
 
 
 def test_a_payload_with_other_module_utils_runs_here_and_stops_the_server(rundir):

@@ -19,6 +19,10 @@ runs here instead, and the server stops, so that the next run starts one with th
 The code that runs is the payload's; what the server saves is Python's start and the
 imports. Whatever else comes on stdin runs here, as Python would have run it.
 
+Every run is recorded in RUNS, a line each (time, who, the payload's CRC-32, how it ended): the client
+(`c PID CRC served|local:WHY|lost`) and, for a run the server made, its handler (`h CLIENT_PID RUN_PID CRC
+STATUS`). molecule/site/cleanup.yml reads them after the site scenario, and names any run made twice.
+
 Root's runs only, and not when OFF exists: `make bench` turns it off on its hosts
 (with the bytecode cache), so its converge figures are those of hosts without it.
 """
@@ -32,6 +36,7 @@ RUNDIR = os.environ.get("TEAMFLOW_LAB_MODULES_DIR", "/run/teamflow-lab")
 SOCKET = RUNDIR + "/modules.sock"
 LOCK = RUNDIR + "/modules.lock"
 FAILED = RUNDIR + "/modules.failed"
+RUNS = RUNDIR + "/runs.log"
 MARK = b"\n_ANSIBALLZ_WRAPPER = True\n"
 # what every module run imports, loaded once by the server
 PRELOAD = ("ansible.module_utils.basic", "ansible.module_utils._internal._ansiballz._loader")
@@ -50,6 +55,23 @@ def read_all(fd):
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def record(*fields):
+    """Append one line to RUNS (a write of one line to a file opened to append: lines do not mix)."""
+    import time
+
+    try:
+        os.makedirs(RUNDIR, mode=0o700, exist_ok=True)
+        fd = os.open(RUNS, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except OSError:
+        return
+    try:
+        os.write(fd, ("%.3f " % time.time() + " ".join(map(str, fields)) + "\n").encode())
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def finish_site():
@@ -125,13 +147,14 @@ def payload_zip(source):
 
 # --- the client: the `python3` Ansible started ---------------------------------------------
 
-def delegate(source):
+def delegate(source, crc):
     """Have the server run SOURCE with this process's stdio; its exit status, or None if it cannot."""
     import _socket
 
     try:
         cwd = os.getcwd()
     except OSError:
+        record("c", os.getpid(), crc, "local:no-cwd")
         return None
     umask = os.umask(0)
     os.umask(umask)
@@ -140,6 +163,7 @@ def delegate(source):
         sock.connect(SOCKET)
     except OSError:
         sock.close()
+        record("c", os.getpid(), crc, "local:no-server")
         start_server(source)
         return None
     import marshal
@@ -150,7 +174,8 @@ def delegate(source):
     try:
         sent = sock.sendmsg([message], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, fds)])
         sock.sendall(message[sent:])
-    except OSError:
+    except OSError as error:
+        record("c", os.getpid(), crc, f"local:send-{error.errno}")
         return None
     reply = b""
     while len(reply) < 5:
@@ -162,11 +187,14 @@ def delegate(source):
             break
         reply += chunk
     if reply[:1] == b"M":  # another Ansible's module_utils: nothing ran
+        record("c", os.getpid(), crc, "local:other-module-utils")
         return None
     if len(reply) != 5:
         # the run may have begun: it is not run twice
+        record("c", os.getpid(), crc, "lost")
         os.write(2, b"teamflow lab module server: the run was lost\n")
         os._exit(1)
+    record("c", os.getpid(), crc, "served")
     value = int.from_bytes(reply[1:], "big")
     if reply[:1] == b"S":
         import signal
@@ -303,7 +331,7 @@ def handle(connection, loaded):
     import zipfile
 
     credentials = connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _, uid, _ = struct.unpack("3i", credentials)
+    client, uid, _ = struct.unpack("3i", credentials)
     if uid != 0:
         return
     data, fds, _, _ = socket.recv_fds(connection, 1 << 20, 3)
@@ -360,6 +388,9 @@ def handle(connection, loaded):
         reply = b"S" + os.WTERMSIG(status).to_bytes(4, "big")
     else:
         reply = b"E" + os.WEXITSTATUS(status).to_bytes(4, "big")
+    import zlib
+
+    record("h", client, pid, "%08x" % zlib.crc32(source), reply[:1].decode() + str(int.from_bytes(reply[1:], "big")))
     try:
         connection.sendall(reply)
     except OSError:
@@ -372,7 +403,9 @@ def main():
     source = read_all(0)
     finish_site()
     if MARK in source[:4096]:
-        delegate(source)
+        import zlib
+
+        delegate(source, "%08x" % zlib.crc32(source))
     run_here(source)
 
 
