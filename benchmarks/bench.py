@@ -34,6 +34,7 @@ command: benchmarks/results/logs/.
 """
 
 import argparse
+import concurrent.futures
 import configparser
 import contextlib
 import datetime
@@ -45,6 +46,7 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from functools import lru_cache
@@ -70,6 +72,8 @@ CACHES, REPLICA_CACHE = ("tf-cache1", "tf-cache2"), "tf-cache2"
 VERIFY_HOST = "tf-db1"       # the verification restores run here (any member: the repositories are on S3)
 FAILOVER_CLIENT = "tf-acme"  # outside the stack, as a user is: it trusts pebble's root only
 STANZA = "teamflow"
+LOG_HOST = "tf-mon1"         # the log host (roles log_server, log_shipper)
+LOG_SENDERS = ("tf-web1", "tf-app1", "tf-db1", "tf-cache1")
 INCR_TRANSACTIONS = 20000   # pgbench transactions (2 clients) before each incremental backup
 
 
@@ -328,10 +332,16 @@ def run_load(args, out, sources):
         "direct_api": [f"{direct}/api/v1/notes/{i}" for i in ids],
     }
     for name, urls in runs.items():
+        # the log lines of the API run's minute reach the log host while it serves (and carries the client)
+        stop = threading.Event()
+        shipping = concurrent.futures.ThreadPoolExecutor(1).submit(shipping_delays, stop) if name == "lb_api" else None
         # through the load balancer from many client addresses (its per-address limits
         # stay on); straight at the app host from the client's own (no limits there)
         out[name] = userload(name, urls, args.users, args.interval, args.duration,
                              sources=sources if name.startswith("lb_") else ())
+        if shipping:
+            stop.set()
+            out["log_shipping"] = shipping.result()
         time.sleep(1)  # the client has closed its connections; new ones come from fresh ports
     for what in ("health", "api"):
         lb_run, direct_run = out[f"lb_{what}"], out[f"direct_{what}"]
@@ -345,6 +355,45 @@ def run_load(args, out, sources):
         "met": api["users"] >= 1000 and api["latency_ms"]["p95"] is not None
         and api["latency_ms"]["p95"] < 500 and api["errors"] + api["non_2xx"] == 0,
     }
+
+
+def shipping_delays(stop, every=1.0, grace=30.0):
+    """Until STOP is set: a line every EVERY s on the next host of LOG_SENDERS, and how long until the log host's
+    search (teamflow-logs) finds each; then GRACE s more for the last ones. The figures: lines written, found,
+    p50/p95/max seconds from its `logger` being started to the search finding it."""
+    run = f"shipdelay-{os.getpid()}-{int(time.time())}"
+    sent, found = {}, {}
+    done = threading.Event()
+
+    def write():
+        number = 0
+        while not stop.is_set():
+            number += 1
+            sent[number] = time.monotonic()
+            sh(["docker", "exec", LOG_SENDERS[number % len(LOG_SENDERS)], "logger", "-t", "teamflow-bench",
+                f"{run} {number}"], check=False)
+            stop.wait(max(0.0, every - (time.monotonic() - sent[number])))
+        done.set()
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    deadline = None
+    while True:
+        _, text, _ = sh(["docker", "exec", LOG_HOST, "teamflow-logs", "--json", "--ident", "teamflow-bench",
+                         "--grep", run, "--since", "30m"], check=False)
+        now = time.monotonic()
+        for line in text.splitlines():
+            number = int(json.loads(line)["message"].split()[-1])
+            found.setdefault(number, now)
+        if done.is_set():
+            deadline = deadline or now + grace
+            if len(found) >= len(sent) or now > deadline:
+                break
+        time.sleep(0.25)
+    delays = sorted(found[number] - sent[number] for number in found if number in sent)
+    return {"lines": len(sent), "found": len(found), "senders": list(LOG_SENDERS), "every_s": every,
+            "p50_s": openload.percentile(delays, 50), "p95_s": openload.percentile(delays, 95),
+            "max_s": round(delays[-1], 2) if delays else None}
 
 
 def deploy_under_load(label, version, ids, sources, playbook_name, extra=()):

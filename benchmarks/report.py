@@ -109,6 +109,12 @@ def sections(results):
             if cost:
                 notes.append(f"Proxy cost, {what}: load balancer / direct latency p50 x{fmt(cost['p50'])}, "
                              f"p95 x{fmt(cost['p95'])}, p99 x{fmt(cost['p99'])}")
+        shipping = load.get("log_shipping")
+        if shipping:
+            notes.append(f"Log shipping during the API run: {shipping['found']} of {shipping['lines']} lines written on "
+                         f"{', '.join(shipping['senders'])} (one every {fmt(shipping['every_s'])} s) found on the log host "
+                         f"by teamflow-logs, p50 {fmt(shipping['p50_s'])} s, p95 {fmt(shipping['p95_s'])} s, "
+                         f"max {fmt(shipping['max_s'])} s after the line was written")
         target = load.get("target")
         if target:
             notes.append(f"Plan target ({target['what']}): p95 {fmt(target['p95_ms'])} ms, {target['errors']} errors "

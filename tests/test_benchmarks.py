@@ -294,3 +294,12 @@ def test_the_published_pictures_are_drawn_from_the_committed_results(tmp_path):
         published = ROOT / "benchmarks" / "results" / path.name
         assert f"../benchmarks/results/{path.name}" in page
         assert published.read_bytes() == path.read_bytes(), "run benchmarks/plots.py"
+
+
+def test_the_load_notes_say_how_long_a_log_line_took_to_be_found_on_the_log_host():
+    results = sample_results()
+    results["phases"]["load"]["log_shipping"] = {"lines": 60, "found": 60, "senders": ["tf-web1", "tf-app1"],
+                                                 "every_s": 1.0, "p50_s": 1.2, "p95_s": 2.1, "max_s": 3.4}
+    text = report.text_table(results)
+    assert ("Log shipping during the API run: 60 of 60 lines written on tf-web1, tf-app1 (one every 1.00 s) found on "
+            "the log host by teamflow-logs, p50 1.20 s, p95 2.10 s, max 3.40 s after the line was written") in text

@@ -318,3 +318,18 @@ def test_a_probe_passes_over_connections_to_a_member_that_went_away():
         return 1
 
     assert run(data.write(work)) == 1
+
+
+def test_a_statement_names_the_request_it_serves_when_its_id_is_plain():
+    token = db.logs.request_id.set("4f1c2a9e0d6b4c1e9a572b1f0c3d4e5f")
+    try:
+        assert db.tagged("SELECT 1") == "/* request_id=4f1c2a9e0d6b4c1e9a572b1f0c3d4e5f */ SELECT 1"
+    finally:
+        db.logs.request_id.reset(token)
+    # no request, or an id that could close the comment: the statement as it is
+    assert db.tagged("SELECT 1") == "SELECT 1"
+    token = db.logs.request_id.set("abcdefgh */ DROP TABLE notes; --")
+    try:
+        assert db.tagged("SELECT 1") == "SELECT 1"
+    finally:
+        db.logs.request_id.reset(token)

@@ -26,7 +26,7 @@ testinfra_hosts = ["docker://tf-acme"]
 TIERS = {"tf-web1": "web", "tf-web2": "web", "tf-app1": "app", "tf-app2": "app", "tf-db1": "db", "tf-db2": "db",
          "tf-cache1": "cache", "tf-cache2": "cache", "tf-mon1": "monitoring"}
 # every well-known port, and every port a tier of the lab listens on
-PORTS = "1-1024,5432,6379,8000,8444,26379,8432,9090,9093,9100,9113,9121,9187"
+PORTS = "1-1024,2514,5432,6379,8000,8444,26379,8432,9090,9093,9100,9113,9121,9187"
 OPEN_TO_OUTSIDERS = {name: {80, 443} if tier == "web" else set() for name, tier in TIERS.items()}
 ADMIN_KEY = PROJECT / ".lab" / "admin_key"
 # The lynis hardening index the role promises on every host, in a container of the lab (which
@@ -105,6 +105,9 @@ REACHABLE = [
     ("tf-app1", "tf-cache2", 26379),
     # a web host fetches the certificate from the one that issues it
     ("tf-web2", "tf-web1", 8444),
+    # every host ships its logs to the log host
+    ("tf-web1", "tf-mon1", 2514),
+    ("tf-db2", "tf-mon1", 2514),
 ]
 UNREACHABLE = [
     ("tf-web1", "tf-db1", 5432),

@@ -25,6 +25,7 @@ def values(query):
     "pg_settings_max_connections", "pg_stat_archiver_failed_count", "pg_replica_lag_seconds",
     "redis_evicted_keys_total", 'probe_success{job="teamflow_health"} == 1', 'http_requests_total{job="teamflow_app"}',
     "pgbackrest_backup_last_success_timestamp_seconds", "pgbackrest_verify_success == 1",
+    'teamflow_logs_store_bytes{store="main"} > 0',
 ])
 def test_the_exporters_give_what_the_rules_read(host, query):
     assert wait_for(lambda: values(query), 30), query
@@ -36,6 +37,18 @@ def test_every_host_reports_its_file_integrity_check(host):
         return {item["metric"]["instance"] for item in values('teamflow_aide_check_success{job="node"} == 1')}
     nodes = {item["metric"]["instance"] for item in values('up{job="node"}')}
     assert len(nodes) == 9 and wait_for(lambda: reporting() == nodes, 30), (reporting(), nodes)
+
+
+def test_every_host_shipped_a_log_line_within_the_alerts_ten_minutes(host):
+    """The log host's metric of each host's last line (role log_server) reaches Prometheus, and every host of
+    the lab is recent in it: LogsNotShipped fires for none."""
+    hosts = {"tf-web1", "tf-web2", "tf-app1", "tf-app2", "tf-db1", "tf-db2", "tf-cache1", "tf-cache2", "tf-mon1"}
+
+    def recent():
+        return {item["metric"]["host"] for item in values("time() - teamflow_logs_last_received_timestamp_seconds < 600")}
+
+    assert wait_for(lambda: recent() >= hosts, 90), recent()
+    assert not values('ALERTS{alertname="LogsNotShipped"}')
 
 
 def test_the_postgresql_exporter_role_is_pg_monitor_and_nothing_more(host):

@@ -15,6 +15,9 @@ What a fault does to a request:
   after a failover that lost a transaction the new leader hands its id out again.)
 - when the time is up: DatabaseUnavailable, 503.
 
+Every statement carries the request's id in a leading comment (`/* request_id=... */`), which PostgreSQL's
+log shows with a slow statement: the log host finds it with the request's nginx and app lines.
+
 Waiting is worth it only while the cluster is there (a replica answers while a new leader is elected).
 When no member has answered for DB_UNREACHABLE_SECONDS (0.5 s) since the first failure, requests give up,
 so an unreachable database gives a fast 503, never a hung request:
@@ -30,10 +33,13 @@ so an unreachable database gives a fast 503, never a hung request:
 
 import asyncio
 import logging
+import re
 import time
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from . import logs
 
 log = logging.getLogger("teamflow.db")
 
@@ -61,14 +67,34 @@ ATTEMPT_SECONDS = 0.5
 RECONNECT_SECONDS = 2
 
 
+# a request id as nginx passes it (its own, or the client's when it looks like one); any other is left out of
+# the SQL: it could close the comment
+REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+
+
+class TaggedConnection(psycopg.AsyncConnection):
+    """A connection whose statements start with a comment naming the request they serve."""
+
+    async def execute(self, query, params=None, **kwargs):
+        return await super().execute(tagged(query), params, **kwargs)
+
+
+def tagged(query):
+    """QUERY with the current request's id in a leading comment, when there is a request with a plain id."""
+    rid = logs.request_id.get()
+    if isinstance(query, str) and REQUEST_ID.fullmatch(rid):
+        return f"/* request_id={rid} */ {query}"
+    return query
+
+
 class Database:
     def __init__(self, writer_url, reader_url, pool_min, pool_max, retry_seconds, application_name,
                  unreachable_seconds=0.5, pool_class=AsyncConnectionPool, sleep=asyncio.sleep, clock=time.monotonic):
         kwargs = dict(CONNECTION_SETTINGS, application_name=application_name)
         self.writer = pool_class(writer_url, min_size=pool_min, max_size=pool_max, open=False, kwargs=kwargs,
-                                 reconnect_timeout=RECONNECT_SECONDS)
+                                 reconnect_timeout=RECONNECT_SECONDS, connection_class=TaggedConnection)
         self.reader = pool_class(reader_url or writer_url, min_size=pool_min, max_size=pool_max, open=False,
-                                 kwargs=kwargs, reconnect_timeout=RECONNECT_SECONDS)
+                                 kwargs=kwargs, reconnect_timeout=RECONNECT_SECONDS, connection_class=TaggedConnection)
         self.retry_seconds = retry_seconds
         self.unreachable_seconds = unreachable_seconds
         self._sleep = sleep
