@@ -8,6 +8,11 @@ Runs on the lab (molecule scenario `site`, inventories/lab), from scratch:
   load      open-model load from tf-mon1: 1000 users on keep-alive connections at the
             load balancer (/health, a static asset, the API reading PostgreSQL through
             Redis) and the same straight at one app host
+  capacity  the arrival rate rising in steps (x1.6 from 100/s) per endpoint (/health, a
+            static asset, API reads and writes, through the load balancer and at one app
+            host) until p99 passes 500 ms or more than 0.1 % fail: each step's rate,
+            latencies, failures, the client's CPU and each host's; then keep-alive
+            connections held at the load balancer (2500, 5000, 10000) and nginx's memory
   deploy    a rolling deploy of the app tier (1.0.0 -> 1.1.0), then rollback.yml (back to
             1.0.0), each under steady load
   failover  open-model load through the load balancer (/health, a list of notes from
@@ -22,8 +27,9 @@ Runs on the lab (molecule scenario `site`, inventories/lab), from scratch:
             failed, non-2xx, p99, the slowest API answer, seconds until whole again
   backup    pgbench database of a few GB: full and incremental backups per compression
             type, the verification restore, the recovery point after a hard kill
-  scale     four more app hosts join (site.yml), the no-op rerun with six app hosts
-            (both with Mitogen, compared with the Mitogen no-op of two); they stay
+  scale     two more app hosts join (site.yml), the no-op rerun with four app hosts
+            (both with Mitogen, compared with the Mitogen no-op of two), the capacity of
+            API reads through the load balancer with four; they stay
 
 Writes benchmarks/results/<UTC time>.json (and latest.json after a complete run
 without errors), prints the table (benchmarks/report.py), and exits non-zero when
@@ -43,6 +49,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import subprocess
 import sys
@@ -62,8 +69,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 LOGS = RESULTS / "logs"
 VAULT = ROOT / ".lab" / "vault-password"
 LAB_INVENTORY = ROOT / "inventories" / "lab"
-SCALE_INVENTORY = ROOT / "benchmarks" / "inventory" / "six-app-hosts.yml"
-PHASES = ("lab", "converge", "load", "deploy", "failover", "faults", "backup", "scale")
+SCALE_INVENTORY = ROOT / "benchmarks" / "inventory" / "scale-app-hosts.yml"
+PHASES = ("lab", "converge", "load", "capacity", "deploy", "failover", "faults", "backup", "scale")
 CLIENT = "tf-mon1"          # in the monitoring group: the firewall lets it reach the app port too
 WEB, APP, APPS, CACHE = "tf-web1", "tf-app1", ("tf-app1", "tf-app2"), "tf-cache1"
 # the site's name: the lab's containers resolve it to the web tier's shared address (keepalived)
@@ -164,6 +171,62 @@ def inventory_hosts(inventories, only_group=None):
         *(group.get("hosts", []) for name, group in listing.items() if name != "_meta")))
 
 
+# --- CPU accounting: the controller (this process's children), the hosts (their containers' cgroups), the engine
+
+
+def container_cpu_seconds(names):
+    """CPU seconds each running container of NAMES has used since it started (its cgroup's counter); a name
+    whose counter cannot be read here (not running, another cgroup layout) is left out."""
+    _, text, _ = sh(["docker", "inspect", "-f", "{{.Name}} {{.Id}} {{.State.Running}}", *names], check=False)
+    seconds = {}
+    for line in text.splitlines():
+        name, cid, running = line.split()
+        if running != "true":
+            continue
+        for path, scale, field in (
+                (f"/sys/fs/cgroup/cpuacct/docker/{cid}/cpuacct.usage", 1e9, None),              # v1, cgroupfs
+                (f"/sys/fs/cgroup/cpu,cpuacct/docker/{cid}/cpuacct.usage", 1e9, None),
+                (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat", 1e6, "usage_usec"),  # v2, systemd
+                (f"/sys/fs/cgroup/docker/{cid}/cpu.stat", 1e6, "usage_usec")):                    # v2, cgroupfs
+            with contextlib.suppress(OSError):
+                text = Path(path).read_text()
+                value = int(text) if field is None else int(re.search(rf"^{field} (\d+)$", text, re.M).group(1))
+                seconds[name.lstrip("/")] = value / scale
+                break
+    return seconds
+
+
+def engine_cpu_seconds():
+    """CPU seconds of the container engine's processes (dockerd, containerd and its shims) so far."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            name, rest = stat.read_text().rsplit(")", 1)
+            if name.split("(", 1)[1].startswith(("dockerd", "containerd")):
+                fields = rest.split()
+                total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def cpu_snapshot(hosts):
+    """What the controller (the commands this process ran and waited for), HOSTS and the engine used so far."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"controller": children.ru_utime + children.ru_stime, "hosts": container_cpu_seconds(hosts),
+            "engine": engine_cpu_seconds()}
+
+
+def cpu_used(before, after):
+    """The CPU seconds between two snapshots: controller, hosts (together; None when a host's counter is
+    missing from either) and engine, plus each host's."""
+    per_host = {name: round(after["hosts"][name] - before["hosts"][name], 2)
+                for name in after["hosts"] if name in before["hosts"]}
+    whole = bool(before["hosts"]) and set(per_host) == set(after["hosts"]) == set(before["hosts"])
+    return {"controller_cpu_s": round(after["controller"] - before["controller"], 1),
+            "hosts_cpu_s": round(sum(per_host.values()), 1) if whole else None,
+            "engine_cpu_s": round(after["engine"] - before["engine"], 1),
+            "hosts": per_host}
+
+
 def playbook(label, name, inventories=(LAB_INVENTORY,), extra=(), mitogen=False):
     """Run a playbook with profile_tasks; its wall time, task counts and slowest tasks.
 
@@ -180,7 +243,10 @@ def playbook(label, name, inventories=(LAB_INVENTORY,), extra=(), mitogen=False)
         inventories.append(overlay)
         env.update(ANSIBLE_STRATEGY_PLUGINS=mitogen_strategy_path(), ANSIBLE_STRATEGY="mitogen_linear")
     cmd = ["ansible-playbook", *sum((["-i", str(i)] for i in inventories), []), str(ROOT / "playbooks" / name), *extra]
+    names = inventory_hosts(inventories)
+    before = cpu_snapshot(names)
     rc, out, seconds = sh(cmd, label=label, check=False, env=env)
+    cpu = cpu_used(before, cpu_snapshot(names))
     hosts, tasks = parse_run(out)
     results = sum(h["ok"] + h["failed"] + h["skipped"] + h["ignored"] for h in hosts.values())
     figures = {
@@ -191,6 +257,12 @@ def playbook(label, name, inventories=(LAB_INVENTORY,), extra=(), mitogen=False)
         "failed": sum(h["failed"] + h["unreachable"] for h in hosts.values()),
         "s_per_task": round(seconds / len(tasks), 3) if tasks else None,
         "s_per_task_per_host": round(seconds / results, 3) if results else None,
+        # where the run's CPU went: ansible on the controller, the modules on the hosts, the engine between
+        "controller_cpu_s": cpu["controller_cpu_s"], "hosts_cpu_s": cpu["hosts_cpu_s"],
+        "engine_cpu_s": cpu["engine_cpu_s"],
+        "controller_cpu_ms_per_result": round(1000 * cpu["controller_cpu_s"] / results, 1) if results else None,
+        "hosts_cpu_ms_per_result": round(1000 * cpu["hosts_cpu_s"] / results, 1)
+        if results and cpu["hosts_cpu_s"] is not None else None,
         "top_tasks": [{"task": t, "s": s} for t, s in tasks[:10]],
     }
     if rc != 0:
@@ -242,16 +314,24 @@ def phase_converge(args, out):
 def phase_scale(args, out):
     # last, so the other phases run on the lab as inventories/lab describes it; the
     # extra hosts stay until `make lab-destroy` (or the next `make bench`) removes them.
-    # Both runs are under Mitogen, to stay inside the bench's time; the no-op with 6 app
-    # hosts is compared with Mitogen's no-op with 2. The join runs in Mitogen's default,
-    # in-process mode: common installs python3-cryptography before any task looks for it
-    # (README, Mitogen).
+    # Both runs are under Mitogen, to stay inside the bench's time; the no-op with the
+    # extra app hosts is compared with Mitogen's no-op with 2. The join runs in Mitogen's
+    # default, in-process mode: common installs python3-cryptography before any task
+    # looks for it (README, Mitogen). Then the capacity of API reads through the load
+    # balancer, as in the capacity phase: what the extra app hosts buy.
     both = (LAB_INVENTORY, SCALE_INVENTORY)
     sh(["ansible-playbook", "-i", str(SCALE_INVENTORY), str(ROOT / "benchmarks" / "scale-hosts.yml"),
         "-e", "bench_scale_state=started"], label="scale-hosts-start", env=ansible_env())
     bytecode_cache_off(SCALE_INVENTORY)
+    apps = inventory_hosts(both, "app")
+    out["app_hosts"] = len(apps)
     out["scale_out"] = playbook("scale-out", "site.yml", inventories=both, mitogen=True)
-    out["noop_6_app_mitogen"] = playbook("scale-noop-mitogen", "site.yml", inventories=both, mitogen=True)
+    out["noop_scaled_mitogen"] = playbook("scale-noop-mitogen", "site.yml", inventories=both, mitogen=True)
+    sh(["docker", "cp", str(ROOT / "benchmarks" / "userload.py"), f"{CLIENT}:/root/userload.py"])
+    ids, _ = capacity_setup()
+    with client_sources(args.capacity_sources) as sources:
+        key, gets, _, _ = capacity_endpoints(f"https://{SITE}", f"http://{APP}:8000", "", ids)[2]
+        out[key] = capacity_run(args, f"scale-{key}", gets, [], sources, sorted(set(STACK + tuple(apps))))
 
 
 @contextlib.contextmanager
@@ -271,11 +351,14 @@ def client_sources(count):
         dexec(CLIENT, "".join(f"ip addr del {a}; " for a in added))
 
 
-def userload(label, urls, users, interval, duration, sources=(), background=False, stop_file=None):
+def userload(label, urls, users, interval, duration, sources=(), background=False, stop_file=None, processes=1,
+             posts=()):
     cmd = ["python3", "/root/userload.py", "--users", str(users), "--interval", str(interval),
-           "--duration", str(duration), "--out", f"/root/{label}.json"]
+           "--duration", str(duration), "--out", f"/root/{label}.json", "--processes", str(processes)]
     for url in urls:
         cmd += ["--url", url]
+    for url in posts:
+        cmd += ["--post", url]
     for source in sources:
         cmd += ["--source", source]
     if stop_file:
@@ -317,10 +400,7 @@ def phase_load(args, out):
 
 def run_load(args, out, sources):
     lb, direct = f"https://{SITE}", f"http://{APP}:8000"
-    # setup straight at the app host: the load balancer would rate-limit one client's burst
-    ids = api_note_urls(direct, 100)
-    index = client_get(f"{lb}/")
-    asset = re.search(r'src="(/assets/[^"]+\.js)"', index).group(1)
+    ids, asset = capacity_setup()
     out["setup"] = {"client": CLIENT, "client_addresses": len(sources), "users": args.users,
                     "interval_s": args.interval, "duration_s": args.duration, "api_notes": len(ids),
                     "static_asset": asset}
@@ -355,6 +435,142 @@ def run_load(args, out, sources):
         "met": api["users"] >= 1000 and api["latency_ms"]["p95"] is not None
         and api["latency_ms"]["p95"] < 500 and api["errors"] + api["non_2xx"] == 0,
     }
+
+
+# the capacity phase: a stepped open-model load per endpoint, until it bends
+# a step past this p99 or with more than this share of its requests failed ends the endpoint's steps
+CAPACITY_P99_MS, CAPACITY_FAILED_SHARE = report.P99_MS, report.FAILED_SHARE
+TARGET_P95_MS = 500         # the plan's API target: the highest rate that kept p95 under it, and the failures under
+STACK = ("tf-web1", "tf-web2", "tf-app1", "tf-app2", "tf-db1", "tf-db2", "tf-cache1", "tf-cache2", CLIENT)
+
+
+def capacity_endpoints(lb, direct, asset, ids):
+    """(key, GET urls, POST urls, through the load balancer) of the capacity phase, in the order of its tables."""
+    reads = [f"/api/v1/notes/{i}" for i in ids]
+    return (("lb_health", [f"{lb}/health"], [], True),
+            ("lb_static", [f"{lb}{asset}"], [], True),
+            ("lb_api_read", [lb + r for r in reads], [], True),
+            ("lb_api_write", [], [f"{lb}/api/v1/notes"], True),
+            ("direct_health", [f"{direct}/health"], [], False),
+            ("direct_api_read", [direct + r for r in reads], [], False),
+            ("direct_api_write", [], [f"{direct}/api/v1/notes"], False))
+
+
+def bent(step):
+    """Whether a capacity step is past the limit: p99 over CAPACITY_P99_MS or too many failed requests."""
+    p99 = step["latency_ms"]["p99"]
+    return p99 is None or p99 > CAPACITY_P99_MS or step["failed_share"] > CAPACITY_FAILED_SHARE
+
+
+def within_target(step):
+    p95 = step["latency_ms"]["p95"]
+    return p95 is not None and p95 < TARGET_P95_MS and step["failed_share"] <= CAPACITY_FAILED_SHARE
+
+
+def capacity_run(args, label, gets, posts, sources, hosts):
+    """Steps of rising arrival rate (x args.capacity_factor from args.capacity_start) at GETS and POSTS until one
+    bends (or args.capacity_steps ran): per step the rate asked for and achieved, latencies, failures, the client's
+    CPU and each host's CPU (cores: CPU seconds per second of the step). The highest rate within the target."""
+    steps, rate = [], args.capacity_start
+    users = max(args.capacity_users, len(sources))
+    while len(steps) < args.capacity_steps:
+        before = cpu_snapshot(hosts)
+        result = userload(f"capacity-{label}-{len(steps) + 1}", gets, users, users / rate, args.capacity_step_s,
+                          sources=sources, processes=args.capacity_processes, posts=posts)
+        used = cpu_used(before, cpu_snapshot(hosts))
+        seconds = max(result["duration_s"], 1e-3)
+        failed = result["errors"] + result["non_2xx"]
+        step = {"target_rps": round(rate, 1), "achieved_rps": result["achieved_rate_rps"], "sent": result["sent"],
+                "errors": result["errors"], "non_2xx": result["non_2xx"],
+                "failed_share": round(failed / result["sent"], 5) if result["sent"] else 1.0,
+                "latency_ms": result["latency_ms"], "by_status": result["by_status"],
+                "client_cpu_cores": result["client"]["cpu_cores"], "client_processes": result["client"]["processes"],
+                "hosts_cpu_cores": {name: round(cpu_s / seconds, 2) for name, cpu_s in used["hosts"].items()
+                                    if name != CLIENT}}
+        steps.append(step)
+        time.sleep(1)  # the client has closed its connections
+        if bent(step):
+            break
+        rate *= args.capacity_factor
+    best = max((step for step in steps if within_target(step)), key=lambda step: step["achieved_rps"], default=None)
+    last = steps[-1]
+    busiest = max(last["hosts_cpu_cores"].items(), key=lambda item: item[1], default=(None, None))
+    return {"steps": steps, "users": users, "sources": len(sources) or 1,
+            "max_rps_within_target": best["achieved_rps"] if best else None,
+            "bent": bent(last), "busiest_host_at_last_step": busiest[0],
+            "busiest_host_cpu_cores": busiest[1], "client_cpu_cores_at_last_step": last["client_cpu_cores"]}
+
+
+def capacity_setup():
+    """Notes to read and the static asset's path. The notes are created straight at the app host (the load
+    balancer would rate-limit one client's burst) and read once, so Redis has them."""
+    ids = api_note_urls(f"http://{APP}:8000", 100)
+    asset = re.search(r'src="(/assets/[^"]+\.js)"', client_get(f"https://{SITE}/")).group(1)
+    return ids, asset
+
+
+def phase_capacity(args, out):
+    sh(["docker", "cp", str(ROOT / "benchmarks" / "userload.py"), f"{CLIENT}:/root/userload.py"])
+    ids, asset = capacity_setup()
+    hosts = STACK + tuple(inventory_hosts([LAB_INVENTORY], "app"))
+    out["setup"] = {"client": CLIENT, "client_addresses": args.capacity_sources, "users": args.capacity_users,
+                    "client_processes": args.capacity_processes, "start_rps": args.capacity_start,
+                    "factor": args.capacity_factor, "step_s": args.capacity_step_s, "max_steps": args.capacity_steps,
+                    "bend": f"p99 > {CAPACITY_P99_MS} ms or more than {CAPACITY_FAILED_SHARE:.1%} failed",
+                    "target": f"p95 < {TARGET_P95_MS} ms and at most {CAPACITY_FAILED_SHARE:.1%} failed",
+                    "app_hosts": len(inventory_hosts([LAB_INVENTORY], "app")), "static_asset": asset,
+                    "api_rate_limit_per_address": "10r/s"}
+    with client_sources(args.capacity_sources) as sources:
+        for key, gets, posts, through_lb in capacity_endpoints(f"https://{SITE}", f"http://{APP}:8000", asset, ids):
+            out[key] = capacity_run(args, key, gets, posts, sources if through_lb else (), sorted(set(hosts)))
+        out["connections"] = held_connections(args, asset, sources)
+
+
+def nginx_memory_kib(name):
+    """Resident memory of the nginx processes of a web host (KiB, proportional set size: shared pages split)."""
+    _, text, _ = dexec(name, "for p in $(pgrep -x nginx); do awk '/^Pss:/ {print $2}' /proc/$p/smaps_rollup; done")
+    return sum(int(v) for v in text.split())
+
+
+def held_connections(args, asset, sources):
+    """Keep-alive connections held at the load balancer at a low rate, rising to args.connections: for each
+    count, whether every request was answered, the connections the address holder's nginx had open while they
+    were held and what its memory grew by."""
+    holder, = vip_holders()
+    results = []
+    for count in args.connections:
+        interval = args.connections_interval_s
+        label = f"connections-{count}"
+        stop = f"/root/{label}.stop"
+        dexec(CLIENT, f"rm -f {stop} /root/{label}.json")
+        idle_kib = nginx_memory_kib(holder)
+        userload(label, [f"https://{SITE}{asset}"], count, interval, interval * 3, sources=sources,
+                 processes=args.capacity_processes, background=True, stop_file=stop)
+        time.sleep(interval + 3)  # every user has opened its connection
+        _, text, _ = dexec(holder, "ss -Htn state established '( sport = :443 )' | wc -l")
+        held_kib = nginx_memory_kib(holder)
+        result = None
+        for _ in range(int(interval * 3) + 120):
+            rc, text_out, _ = dexec(CLIENT, f"cat /root/{label}.json", check=False)
+            if rc == 0 and text_out.strip().endswith("}"):
+                result = json.loads(text_out)
+                break
+            time.sleep(1)
+        if result is None:
+            dexec(CLIENT, f"touch {stop}")
+            raise RuntimeError(f"the connections run of {count} wrote no result (/root/{label}.json on {CLIENT})")
+        failed = result["errors"] + result["non_2xx"]
+        results.append({"users": count, "rate_rps": round(count / interval, 1), "sent": result["sent"],
+                        "failed": failed, "error_kinds": result["error_kinds"], "reconnects": result["reconnects"],
+                        "client_max_open": result["max_open_connections"], "server_established": int(text.strip()),
+                        "nginx_kib_idle": idle_kib, "nginx_kib_held": held_kib,
+                        "nginx_kib_per_connection": round((held_kib - idle_kib) / count, 1),
+                        "latency_ms": result["latency_ms"]})
+        time.sleep(2)
+        if failed:
+            break
+    held = [r for r in results if r["failed"] == 0]
+    return {"holder": holder, "steps": results, "max_held_without_errors": max((r["users"] for r in held), default=0)}
 
 
 def shipping_delays(stop, every=1.0, grace=30.0):
@@ -583,11 +799,12 @@ def app_fault_under_load(label, seconds, fault, undo, whole):
         "--duration", str(seconds), "--timeout", "10", "--cafile", "/root/pebble-root.pem", "--url", f"{lb}/health",
         "--url", by_id, "--url", read, "--post", write, "--out", f"/root/{label}.json"])
     time.sleep(5)
-    started = time.time()
+    started = fault_at = time.time()
     fault()
+    undo_at = None
     if undo:
         time.sleep(seconds - 10)
-        started = time.time()
+        started = undo_at = time.time()
         undo()
     whole_s = None
     while time.time() - started < 60:
@@ -595,7 +812,7 @@ def app_fault_under_load(label, seconds, fault, undo, whole):
             whole_s = round(time.time() - started, 1)
             break
         time.sleep(0.5)
-    return openload.outage_figures(load_result(label, seconds), whole_s, lb)
+    return openload.outage_figures(load_result(label, seconds), whole_s, lb, fault_at, undo_at)
 
 
 def partition_database(on):
@@ -683,7 +900,7 @@ def web_failover_under_load(label, fault, restore, seconds=45):
         "--duration", str(seconds), "--timeout", "10", "--cafile", "/root/pebble-root.pem", "--url", f"{lb}/",
         "--url", f"{lb}/health", "--url", f"{lb}/api/v1/notes?limit=5", "--out", f"/root/{label}.json"])
     time.sleep(5)
-    started = time.monotonic()
+    started, fault_at = time.monotonic(), time.time()
     fault(old)
     moved_s = None
     while time.monotonic() - started < 20:
@@ -692,7 +909,7 @@ def web_failover_under_load(label, fault, restore, seconds=45):
             break
         time.sleep(0.2)
     time.sleep(max(0, 15 - (time.monotonic() - started)))
-    returned = time.monotonic()
+    returned, restore_at = time.monotonic(), time.time()
     restore(old)
     backup_s = None
     while time.monotonic() - returned < 90:
@@ -701,7 +918,7 @@ def web_failover_under_load(label, fault, restore, seconds=45):
             break
         time.sleep(1)
     time.sleep(5)
-    figures = openload.outage_figures(load_result(label, seconds), None, lb)
+    figures = openload.outage_figures(load_result(label, seconds), None, lb, fault_at, restore_at)
     figures.update(holder=old, new_holder=new, address_moved_s=moved_s, old_holder_backup_again_s=backup_s,
                    address_stayed=vip_holders() == [new])
     return figures
@@ -927,6 +1144,18 @@ def main(argv=None):
     parser.add_argument("--duration", type=float, default=20, help="load: seconds of arrivals per run "
                         "(4 requests per user at the default interval: 4000 per endpoint)")
     parser.add_argument("--sources", type=int, default=40, help="load: client addresses the users come from")
+    parser.add_argument("--capacity-start", type=float, default=100, help="capacity: requests/s of the first step")
+    parser.add_argument("--capacity-factor", type=float, default=1.6, help="capacity: each step's rate over the last")
+    parser.add_argument("--capacity-steps", type=int, default=9, help="capacity: most steps per endpoint")
+    parser.add_argument("--capacity-step-s", type=float, default=5, help="capacity: seconds of arrivals per step")
+    parser.add_argument("--capacity-users", type=int, default=300, help="capacity: users (keep-alive connections)")
+    parser.add_argument("--capacity-processes", type=int, default=2, help="capacity: load client processes")
+    parser.add_argument("--capacity-sources", type=int, default=300,
+                        help="capacity: client addresses (nginx allows one address 10 API requests/s)")
+    parser.add_argument("--connections", type=lambda text: [int(n) for n in text.split(",")],
+                        default=[2500, 5000, 10000], help="capacity: keep-alive connections held, in steps")
+    parser.add_argument("--connections-interval-s", type=float, default=10,
+                        help="capacity: seconds between one held connection's requests (under nginx's keep-alive timeout)")
     parser.add_argument("--deploy-version", default="1.1.0", help="deploy: the release to deploy (then rolled back)")
     parser.add_argument("--pgbench-scale", type=int, default=150, help="backup: pgbench scale (15 MB each)")
     parser.add_argument("--rpo-write-seconds", type=float, help="backup: seconds of commits before the kill "

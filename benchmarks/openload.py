@@ -14,7 +14,8 @@ on a bare Debian host.
 
 Prints and writes a JSON summary: sent, completed, by_status, errors (no
 response: refused, reset, timeout), non_2xx, latency percentiles in ms, the
-first error samples, and by_url: for each URL, its requests, the failed ones
+first error samples, the timeline (per second of the run, by due time: answered
+2xx and failed), and by_url: for each URL, its requests, the failed ones
 (no response or not 2xx; `errors` and `non_2xx` apart), its p95, p99 and
 slowest answer and `longest_gap_s`, the longest
 time between two of its successful answers (how long it was out during a fault).
@@ -56,16 +57,36 @@ def fault_figures(summary, written, fault_at, read_url, write_url):
         "seconds_to_first_write": round(min(after) - fault_at, 1) if after else None,
         "longest_write_gap_s": writes["longest_gap_s"], "slowest_write_ms": writes["latency_max_ms"],
     }
+    figures.update(timeline_figures(summary, fault_at))
     return figures, acknowledged
 
 
-def outage_figures(summary, whole_again_s, base=""):
+def timeline_figures(summary, fault_at, undo_at=None):
+    """The run's timeline and the seconds into it of the fault (and of its undoing), for the pictures."""
+    began = summary.get("started_at")
+    return {"timeline": summary.get("timeline"),
+            "fault_at_s": round(fault_at - began, 1) if began and fault_at else None,
+            "undo_at_s": round(undo_at - began, 1) if began and undo_at else None}
+
+
+def outage_figures(summary, whole_again_s, base="", fault_at=None, undo_at=None):
     """What users saw of a fault to the app or cache tier: requests, failed (no answer), non-2xx, p99, the
-    seconds until the stack was whole again, and each URL's figures (its URL without BASE)."""
+    seconds until the stack was whole again, and each URL's figures (its URL without BASE); the timeline, with
+    the fault at FAULT_AT and its undoing at UNDO_AT (epoch s)."""
     return {"requests": summary["sent"], "failed": summary["errors"], "non_2xx": summary["non_2xx"],
             "p99_ms": summary["latency_ms"]["p99"], "whole_again_s": whole_again_s,
             "by_url": {url.replace(base, ""): {k: v for k, v in figures.items() if k != "longest_gap_s"}
-                       for url, figures in summary["by_url"].items()}}
+                       for url, figures in summary["by_url"].items()},
+            **timeline_figures(summary, fault_at, undo_at)}
+
+
+def timeline(results, rate):
+    """[second, answered 2xx, failed] for each second of the run, by the time each request was due."""
+    seconds = {}
+    for index, _, status, error, _, _ in results:
+        counts = seconds.setdefault(int(index / rate), [0, 0])
+        counts[0 if error is None and 200 <= status < 300 else 1] += 1
+    return [[second, *seconds[second]] for second in sorted(seconds)]
 
 
 def main(argv=None):
@@ -126,7 +147,7 @@ def main(argv=None):
                 written.append("%.3f %.3f %s" % (sent, time.time(), body.decode(errors="replace").replace("\n", " ")))
 
     total = int(args.rate * args.duration)
-    started = time.monotonic()
+    started, started_at = time.monotonic(), time.time()
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.concurrency) as pool:
         for index in range(total):
             if args.stop_file and index % max(1, int(args.rate)) == 0 and os.path.exists(args.stop_file):
@@ -174,6 +195,8 @@ def main(argv=None):
         "non_2xx_samples": [{"index": r[0], "url": r[1], "status": r[2], "at": r[5]}
                             for r in results if r[2] is not None and not 200 <= r[2] < 300][:10],
         "by_url": by_url,
+        "started_at": round(started_at, 3),
+        "timeline": timeline(results, args.rate),
     }
     if args.written:
         with open(args.written + ".tmp", "w", encoding="utf-8") as handle:

@@ -26,8 +26,15 @@ LOAD_RUNS = (("lb_health", "/health via load balancer (HTTPS)"),
              ("lb_api", "API, PostgreSQL through Redis, via load balancer (HTTPS)"),
              ("direct_health", "/health at one app host (HTTP)"),
              ("direct_api", "API at one app host (HTTP)"))
+# the capacity phase's bend (bench.py ends an endpoint's steps past it)
+P99_MS, FAILED_SHARE = 500, 0.001
+# the capacity phase's endpoints, in the order of the tables and plots
+CAPACITY_RUNS = (("lb_health", "/health via load balancer"), ("lb_static", "static asset via load balancer"),
+                 ("lb_api_read", "API read via load balancer"), ("lb_api_write", "API write via load balancer"),
+                 ("direct_health", "/health at one app host"), ("direct_api_read", "API read at one app host"),
+                 ("direct_api_write", "API write at one app host"))
 # the parts of the run the summary shows
-SUMMARY_TITLES = ("Load", "Rolling deploy")
+SUMMARY_TITLES = ("Load", "Capacity (", "Rolling deploy")
 
 
 def fmt(value, unit=""):
@@ -54,36 +61,125 @@ def backup_setup_note(setup):
             f"backup from {'the replica (backup-standby)' if setup['backup_standby'] else 'the primary'}.")
 
 
+def ratio(a, b):
+    return round(a / b, 2) if a is not None and b else None
+
+
+def scaled_app_hosts(scale):
+    """App hosts of the scale phase (6 in results from before it recorded them)."""
+    return scale.get("app_hosts", 6 if "noop_6_app_mitogen" in scale else None)
+
+
+def converge_runs(scaled):
+    """(phase, key, what) of the site.yml runs, in the order of the table and the picture."""
+    return (("converge", "fresh", "site.yml, fresh lab (2 app hosts)"),
+            ("converge", "noop", "site.yml, no-op rerun (2 app hosts)"),
+            ("converge", "noop_mitogen", "site.yml, no-op rerun (2 app hosts)"),
+            ("scale", "scale_out", f"site.yml, {(scaled or 2) - 2} fresh app hosts join ({scaled} app hosts)"),
+            ("scale", "noop_scaled_mitogen", f"site.yml, no-op rerun ({scaled} app hosts)"),
+            ("scale", "noop_6_app_mitogen", "site.yml, no-op rerun (6 app hosts)"))
+
+
+def capacity_sections(results):
+    """The capacity phase: a line per endpoint, the held connections, each step."""
+    phases = results.get("phases", {})
+    capacity, scale = phases.get("capacity", {}), phases.get("scale", {})
+    setup = capacity.get("setup", {})
+    rows, steps = [], []
+    for key, what in CAPACITY_RUNS:
+        run = capacity.get(key)
+        if not run:
+            continue
+        last = run["steps"][-1]
+        rows.append([what, len(run["steps"]), fmt(run["max_rps_within_target"]), fmt(last["target_rps"]),
+                     fmt(last["achieved_rps"]), fmt(last["latency_ms"]["p99"]), f"{last['failed_share']:.2%}",
+                     fmt(run["bent"]), f"{run['busiest_host_at_last_step']} {fmt(run['busiest_host_cpu_cores'])}",
+                     fmt(run["client_cpu_cores_at_last_step"])])
+        for number, step in enumerate(run["steps"], 1):
+            lat = step["latency_ms"]
+            steps.append([what, number, fmt(step["target_rps"]), fmt(step["achieved_rps"]), fmt(lat["p50"]),
+                          fmt(lat["p95"]), fmt(lat["p99"]), fmt(lat["max"]), step["errors"], step["non_2xx"],
+                          fmt(step["client_cpu_cores"]),
+                          ", ".join(f"{h} {fmt(c)}" for h, c in sorted(step["hosts_cpu_cores"].items(),
+                                                                       key=lambda item: -item[1])[:3])])
+    out = []
+    if rows:
+        notes = [f"Client: {setup.get('client')} (a lab container on the same {results.get('machine', {}).get('cpus')} CPUs "
+                 "as the stack), {setup.get('users')} users on keep-alive connections split among "
+                 f"{setup.get('client_processes')} processes; through the load balancer from "
+                 f"{setup.get('client_addresses')} addresses (nginx lets one address make "
+                 f"{setup.get('api_rate_limit_per_address')} API requests, so the API through it is capped near "
+                 f"{setup.get('client_addresses')} x that). Steps of {fmt(setup.get('step_s'))} s of arrivals from "
+                 f"{fmt(setup.get('start_rps'))} requests/s, x{fmt(setup.get('factor'))} each, until {setup.get('bend')} "
+                 f"(bent = the last step passed that; no = {setup.get('max_steps')} steps without). Highest within "
+                 f"target = the highest achieved rate of a step with {setup.get('target')}. Busiest host and client "
+                 "= CPU cores used (CPU seconds per second) at the last step: when the client's cores near its "
+                 "processes' count, the client is the limit; the lab's hosts and the client share the machine's CPUs."]
+        more = scale.get("lb_api_read")
+        two = capacity.get("lb_api_read")
+        if more and two:
+            notes.append(f"Scale-out, API reads through the load balancer: {fmt(two['max_rps_within_target'])} requests/s "
+                         f"within target with {setup.get('app_hosts')} app hosts, {fmt(more['max_rps_within_target'])} with "
+                         f"{scale.get('app_hosts')}: x{fmt(ratio(more['max_rps_within_target'], two['max_rps_within_target']))}")
+        out.append(("Capacity (stepped open-model load until it bends; rates in requests/s, latency in ms)",
+                    ["endpoint", "steps", "highest rps within target", "last step rps", "achieved rps", "p99 ms",
+                     "failed", "bent", "busiest host (cores)", "client cores"], rows, notes))
+    connections = capacity.get("connections")
+    if connections:
+        held = [[r["users"], fmt(r["rate_rps"]), r["sent"], r["failed"], r["reconnects"], r["server_established"],
+                 fmt(mib(r["nginx_kib_idle"] * 1024)), fmt(mib(r["nginx_kib_held"] * 1024)),
+                 fmt(r["nginx_kib_per_connection"]), fmt(r["latency_ms"]["p99"])] for r in connections["steps"]]
+        out.append(("Keep-alive connections held at the load balancer",
+                    ["connections", "rate rps", "requests", "failed", "reconnects", "established at nginx",
+                     "nginx MiB idle", "nginx MiB held", "KiB/connection", "p99 ms"], held,
+                    [f"Each connection sends the static asset's request every {fmt(capacity.get('setup', {}).get('connections_interval_s', 10))} "
+                     f"s (under nginx's keep-alive timeout), over TLS, to the address holder {connections['holder']}. "
+                     "established = TCP connections on its port 443 while they were held; memory = proportional set "
+                     f"size of its nginx processes. Held with 0 failed: {connections['max_held_without_errors']}."]))
+    if steps:
+        out.append(("Capacity steps (latency in ms; CPU in cores)",
+                    ["endpoint", "step", "rate rps", "achieved rps", "p50", "p95", "p99", "max", "errors", "non-2xx",
+                     "client cores", "busiest hosts (cores)"], steps, []))
+    return out
+
+
 def sections(results):
     """(title, header, rows, notes) per part of the run."""
     phases = results.get("phases", {})
     out = []
 
     runs = []
-    for phase, key, what in (("converge", "fresh", "site.yml, fresh lab (2 app hosts)"),
-                             ("converge", "noop", "site.yml, no-op rerun (2 app hosts)"),
-                             ("converge", "noop_mitogen", "site.yml, no-op rerun (2 app hosts)"),
-                             ("scale", "scale_out", "site.yml, 4 fresh app hosts join (6 app hosts)"),
-                             ("scale", "noop_6_app_mitogen", "site.yml, no-op rerun (6 app hosts)")):
+    scaled = scaled_app_hosts(phases.get("scale", {}))
+    for phase, key, what in converge_runs(scaled):
         run = phases.get(phase, {}).get(key)
         if run:
             runs.append([what, run["strategy"], run["hosts"], run["tasks"], run["task_results"], run["changed"],
-                         run["failed"], fmt(run["wall_s"]), fmt(run["s_per_task"]), fmt(run["s_per_task_per_host"])])
+                         run["failed"], fmt(run["wall_s"]), fmt(run["s_per_task"]), fmt(run["s_per_task_per_host"]),
+                         fmt(run.get("controller_cpu_s")), fmt(run.get("hosts_cpu_s")),
+                         fmt(run.get("controller_cpu_ms_per_result")), fmt(run.get("hosts_cpu_ms_per_result"))])
     if runs:
-        notes = []
+        notes = ["CPU: controller = ansible-playbook and every command it ran (its forks, the docker CLI), from the "
+                 "kernel's accounting of the bench's children; hosts = the lab containers' cgroup CPU counters (the "
+                 "modules and what they ran); ms/result = CPU milliseconds per task result."]
         converge, scale = phases.get("converge", {}), phases.get("scale", {})
         if converge.get("noop_mitogen_vs_default") is not None:
             notes.append("Mitogen / default strategy, no-op rerun with 2 app hosts: wall time "
                          f"x{fmt(converge['noop_mitogen_vs_default'])}")
-        if scale.get("noop_6_app_mitogen") and converge.get("noop_mitogen"):
-            six, two = scale["noop_6_app_mitogen"], converge["noop_mitogen"]
-            notes.append(f"6 / 2 app hosts, no-op rerun (Mitogen both): wall time x{fmt(round(six['wall_s'] / two['wall_s'], 2))}, "
-                         f"hosts x{fmt(round(six['hosts'] / two['hosts'], 2))}, "
-                         f"task results x{fmt(round(six['task_results'] / two['task_results'], 2))}")
+            cpu = [converge[k].get("controller_cpu_s") for k in ("noop_mitogen", "noop")]
+            if None not in cpu:
+                notes.append(f"Mitogen / default strategy, no-op rerun: controller CPU x{fmt(ratio(*cpu))}, hosts CPU "
+                             f"x{fmt(ratio(converge['noop_mitogen'].get('hosts_cpu_s'), converge['noop'].get('hosts_cpu_s')))}")
+        more = scale.get("noop_scaled_mitogen") or scale.get("noop_6_app_mitogen")
+        if more and converge.get("noop_mitogen"):
+            two = converge["noop_mitogen"]
+            notes.append(f"{scaled} / 2 app hosts, no-op rerun (Mitogen both): wall time x{fmt(ratio(more['wall_s'], two['wall_s']))}, "
+                         f"hosts x{fmt(ratio(more['hosts'], two['hosts']))}, "
+                         f"task results x{fmt(ratio(more['task_results'], two['task_results']))}")
         out.append(("Converge (ansible-playbook wall time; tasks = tasks started, from profile_tasks; task results = "
                     "per host ok+skipped+failed, from the recap)",
                     ["run", "strategy", "hosts", "tasks", "task results", "changed", "failed", "wall s", "s/task",
-                     "s/task/host"], runs, notes))
+                     "s/task/host", "controller CPU s", "hosts CPU s", "controller ms/result", "hosts ms/result"],
+                    runs, notes))
         for key, what in (("fresh", "fresh converge"), ("noop", "no-op rerun")):
             run = converge.get(key)
             if run and run.get("top_tasks"):
@@ -122,6 +218,8 @@ def sections(results):
         out.append(("Load (open model; latency in ms)",
                     ["endpoint", "users", "rate rps", "achieved rps", "completed", "p50", "p95", "p99", "max",
                      "non-2xx", "errors"], rows, notes))
+
+    out += capacity_sections(results)
 
     deploy = phases.get("deploy", {})
     rows = []

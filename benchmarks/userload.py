@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Open-model load from many users, each on its own keep-alive connection.
 
-    userload.py --url URL [--url URL ...] --users 1000 --interval 5 --duration 60
-                [--source ADDR ...] [--cafile PEM] [--out result.json]
+    userload.py --url URL [--url URL ...] [--post URL ...] --users 1000 --interval 5 --duration 60
+                [--source ADDR ...] [--processes 2] [--cafile PEM] [--out result.json]
 
 User u sends its requests at start + u*interval/users + k*interval (k = 0, 1, ...),
 so the users together arrive at a constant rate of users/interval requests per
@@ -15,14 +15,21 @@ one, as browsers do, and counts as a reconnect, not an error.
 
 --source gives local addresses to connect from (users take them in turn), so a
 per-client-address limit of the proxy sees many clients, as it would in real life.
-URLs are used in turn by each user. Standard library only: it runs on a bare
-Debian host. Prints and writes a JSON summary.
+URLs are used in turn by each user; a --post URL gets a POST of a small JSON
+note (a write). --processes splits the users among that many
+processes (one event loop each, the same schedule), for rates one Python process
+cannot send; `client` in the summary says how much CPU the client itself used
+(cores = CPU seconds / wall seconds), so a client that was the bottleneck shows.
+Standard library only: it runs on a bare Debian host. Prints and writes a JSON
+summary.
 """
 
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
+import resource
 import ssl
 import sys
 import time
@@ -181,16 +188,26 @@ async def user(index, args, targets, context, start, records, counters, stop):
         connection.close()
 
 
-async def run(args):
-    context = ssl.create_default_context(cafile=args.cafile)
+def requests_of(args):
+    """(target, request bytes) per --url (a GET) and per --post (a POST of a small JSON note: a write)."""
     headers = "".join(f"{h.split(':', 1)[0].strip()}: {h.split(':', 1)[1].strip()}\r\n" for h in args.header)
     targets = []
-    for url in args.url:
+    for method, url in [("GET", u) for u in args.url] + [("POST", u) for u in args.post]:
         target = urllib.parse.urlsplit(url)
         path = (target.path or "/") + (("?" + target.query) if target.query else "")
-        request = (f"GET {path} HTTP/1.1\r\nHost: {target.netloc}\r\nUser-Agent: teamflow-userload\r\n"
-                   f"Accept: */*\r\n{headers}\r\n").encode()
+        body = json.dumps({"title": "userload", "body": "written by benchmarks/userload.py"}).encode() \
+            if method == "POST" else b""
+        extra = f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n" if method == "POST" else ""
+        request = (f"{method} {path} HTTP/1.1\r\nHost: {target.netloc}\r\nUser-Agent: teamflow-userload\r\n"
+                   f"Accept: */*\r\n{extra}{headers}\r\n").encode() + body
         targets.append((target, request))
+    return targets
+
+
+async def run_users(args, indexes, start):
+    """Users INDEXES of the run starting at START (monotonic s); their records and counters."""
+    context = ssl.create_default_context(cafile=args.cafile)
+    targets = requests_of(args)
     records, counters = [], {"open": 0, "max_open": 0, "reconnects": 0}
     stop = asyncio.Event()
 
@@ -200,33 +217,78 @@ async def run(args):
                 stop.set()
             await asyncio.sleep(0.2)
 
-    start = time.monotonic() + 0.5
     watcher = asyncio.ensure_future(watch_stop_file())
-    await asyncio.gather(*(user(i, args, targets, context, start, records, counters, stop)
-                           for i in range(args.users)))
+    await asyncio.gather(*(user(i, args, targets, context, start, records, counters, stop) for i in indexes))
     watcher.cancel()
+    return records, counters
+
+
+def _process(args, indexes, start, pipe):
+    pipe.send(asyncio.run(run_users(args, indexes, start)))
+    pipe.close()
+
+
+def cpu_seconds():
+    """CPU seconds of this process and of its children that ended, user and system."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def run(args):
+    began, cpu_before = time.monotonic(), cpu_seconds()
+    processes = max(1, min(args.processes, args.users))
+    # every process keeps the same schedule: it starts once they all have (fork is quick)
+    start = time.monotonic() + 0.5 + 0.1 * processes
+    if processes == 1:
+        records, counters = asyncio.run(run_users(args, range(args.users), start))
+        reconnects, max_open = counters["reconnects"], counters["max_open"]
+    else:
+        context = multiprocessing.get_context("fork")
+        pipes, workers = [], []
+        for number in range(processes):
+            receiver, sender = context.Pipe(duplex=False)
+            worker = context.Process(target=_process, args=(args, range(number, args.users, processes), start, sender))
+            worker.start()
+            sender.close()
+            pipes.append(receiver)
+            workers.append(worker)
+        records, reconnects, max_open = [], 0, 0
+        for receiver in pipes:
+            mine, counters = receiver.recv()
+            records += mine
+            reconnects += counters["reconnects"]
+            max_open += counters["max_open"]  # each process's own peak: together, at most this many
+        for worker in workers:
+            worker.join()
     ended = max((r[2] for r in records), default=start)
-    summary = summarize(records, start, ended, args.users, args.interval, counters["reconnects"], counters["max_open"])
-    summary["urls"] = args.url
+    summary = summarize(records, start, ended, args.users, args.interval, reconnects, max_open)
+    summary["urls"] = args.url + ["POST " + url for url in args.post]
     summary["duration_s"] = round(ended - start, 2)
     summary["sources"] = len(args.source) or 1
+    wall, cpu = time.monotonic() - began, cpu_seconds() - cpu_before
+    summary["client"] = {"processes": processes, "cpu_s": round(cpu, 2), "wall_s": round(wall, 2),
+                         "cpu_cores": round(cpu / wall, 2) if wall else None}
     return summary
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--url", action="append", required=True)
+    parser.add_argument("--url", action="append", default=[], help="a URL to GET")
+    parser.add_argument("--post", action="append", default=[], help="a URL to POST a small JSON note to (a write)")
     parser.add_argument("--users", type=int, default=100, help="users, one connection each")
     parser.add_argument("--interval", type=float, default=5, help="seconds between one user's requests")
     parser.add_argument("--duration", type=float, default=30, help="seconds of arrivals")
     parser.add_argument("--timeout", type=float, default=10, help="seconds per request")
     parser.add_argument("--source", action="append", default=[], help="local address to connect from")
+    parser.add_argument("--processes", type=int, default=1, help="client processes the users are split among")
     parser.add_argument("--cafile", help="CA to verify HTTPS with (default: the system's)")
     parser.add_argument("--header", action="append", default=[], help="NAME: VALUE, on every request")
     parser.add_argument("--out", help="also write the summary here")
     parser.add_argument("--stop-file", help="stop sending (before --duration ends) once this file exists")
     args = parser.parse_args(argv)
-    summary = asyncio.run(run(args))
+    if not args.url and not args.post:
+        parser.error("give at least one --url or --post")
+    summary = run(args)
     text = json.dumps(summary, indent=2)
     print(text)
     if args.out:

@@ -123,6 +123,9 @@ def test_openload_posts_writes_keeps_the_acknowledged_ones_and_counts_each_url(s
     assert sorted(json.loads(body)["id"] for _, _, body in rows) == list(range(1, 11))
     assert all(float(sent) <= float(answered) for sent, answered, _ in rows)
     assert all(json.loads(body)["title"].startswith("openload-") for _, _, body in rows)
+    # per second of the run, by due time: 40 requests in the one second, the 20 to /fail and /nowhere failed
+    assert summary["timeline"] == [[0, 20, 20]]
+    assert abs(summary["started_at"] - time.time()) < 60
 
 
 def test_fault_figures_say_when_writes_came_back_and_which_were_acknowledged():
@@ -135,7 +138,11 @@ def test_fault_figures_say_when_writes_came_back_and_which_were_acknowledged():
                                                    "https://lb/api/notes")
     assert acknowledged == [7, 9]
     assert figures == {"requests": 6, "failed": 2, "writes": 3, "failed_writes": 1, "reads": 3, "failed_reads": 1,
-                       "seconds_to_first_write": 5.7, "longest_write_gap_s": 6.0, "slowest_write_ms": 5200.0}
+                       "seconds_to_first_write": 5.7, "longest_write_gap_s": 6.0, "slowest_write_ms": 5200.0,
+                       "timeline": None, "fault_at_s": None, "undo_at_s": None}
+    summary.update(started_at=100.0, timeline=[[0, 2, 0], [4, 1, 2]])
+    figures = openload.fault_figures(summary, written, 103.5, "https://lb/api/notes?limit=5", "https://lb/api/notes")[0]
+    assert (figures["timeline"], figures["fault_at_s"], figures["undo_at_s"]) == ([[0, 2, 0], [4, 1, 2]], 3.5, None)
     assert openload.fault_figures(summary, "", 103.5, "https://lb/api/notes?limit=5",
                                   "https://lb/api/notes")[0]["seconds_to_first_write"] is None
 
@@ -147,7 +154,10 @@ def test_outage_figures_keep_what_users_saw_per_url():
     assert openload.outage_figures(summary, 3.2, "https://lb") == {
         "requests": 9, "failed": 1, "non_2xx": 2, "p99_ms": 2900.0, "whole_again_s": 3.2,
         "by_url": {"/health": {"sent": 3, "failed": 2, "errors": 0, "non_2xx": 2, "p95_ms": 9.0, "p99_ms": 9.5,
-                               "latency_max_ms": 10.0}}}
+                               "latency_max_ms": 10.0}}, "timeline": None, "fault_at_s": None, "undo_at_s": None}
+    summary.update(started_at=50.0, timeline=[[0, 3, 0]])
+    figures = openload.outage_figures(summary, 3.2, "https://lb", fault_at=55.0, undo_at=80.5)
+    assert (figures["timeline"], figures["fault_at_s"], figures["undo_at_s"]) == ([[0, 3, 0]], 5.0, 30.5)
 
 
 PLAYBOOK_OUTPUT = """
@@ -275,7 +285,7 @@ def test_the_published_figures_are_the_report_of_the_committed_results():
 
 def test_the_pictures_of_a_run_are_pngs_of_its_figures(tmp_path):
     written = plots.write_all(sample_results(), tmp_path, "run")
-    assert sorted(p.name for p in written) == ["run-converge.png", "run-load.png", "run-phases.png"]
+    assert sorted(p.name for p in written) == ["run-converge.png", "run-load.png", "run-phases.png"]  # no capacity phase
     for path in written:
         assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and path.stat().st_size > 5000
 
@@ -303,3 +313,97 @@ def test_the_load_notes_say_how_long_a_log_line_took_to_be_found_on_the_log_host
     text = report.text_table(results)
     assert ("Log shipping during the API run: 60 of 60 lines written on tf-web1, tf-app1 (one every 1.00 s) found on "
             "the log host by teamflow-logs, p50 1.20 s, p95 2.10 s, max 3.40 s after the line was written") in text
+
+
+def test_users_split_among_processes_keep_the_schedule_and_say_what_the_client_cost(server, tmp_path):
+    result = load(tmp_path, "--url", server + "/", "--post", server + "/notes", "--users", "10", "--interval", "0.5",
+                  "--duration", "2", "--processes", "2")
+    assert result["sent"] == result["completed"] == 40
+    assert result["by_status"] == {"200": 20, "201": 20}
+    assert result["max_open_connections"] == 10
+    assert result["achieved_rate_rps"] > 15
+    client = result["client"]
+    assert client["processes"] == 2 and client["cpu_s"] > 0 and 0 < client["cpu_cores"] < 2
+
+
+def capacity_step(rate, p99, failed=0, sent=1000):
+    return {"target_rps": rate, "achieved_rps": rate * 0.99, "sent": sent, "errors": failed, "non_2xx": 0,
+            "failed_share": failed / sent, "by_status": {"200": sent - failed},
+            "latency_ms": {"p50": p99 / 4, "p95": p99 / 2, "p99": p99, "max": p99 * 2},
+            "client_cpu_cores": 0.4, "client_processes": 2, "hosts_cpu_cores": {"tf-app1": 0.9, "tf-web1": 0.3}}
+
+
+def test_capacity_steps_rise_until_the_load_bends_and_keep_the_highest_rate_within_target(monkeypatch):
+    """bench.capacity_run with the load client and the CPU counters faked: the rate rises x factor per step, stops at
+    the first step past p99 500 ms or 0.1 % failed, and the highest rate within target is a step before it."""
+    asked = []
+
+    def fake_userload(label, urls, users, interval, duration, sources=(), processes=1, posts=()):
+        rate = users / interval
+        asked.append(round(rate))
+        p99 = {100: 20.0, 160: 30.0, 256: 90.0}.get(round(rate), 1200.0)
+        return {"duration_s": duration, "sent": int(rate * duration), "achieved_rate_rps": rate, "errors": 0,
+                "non_2xx": 0, "by_status": {}, "latency_ms": {"p50": 1.0, "p95": p99 / 2, "p99": p99, "max": p99},
+                "client": {"cpu_cores": 0.5, "processes": processes}}
+
+    snapshots = iter(range(100))
+    monkeypatch.setattr(bench, "userload", fake_userload)
+    monkeypatch.setattr(bench, "cpu_snapshot", lambda hosts: {
+        "controller": 0.0, "engine": 0.0, "hosts": {"tf-app1": 10.0 * next(snapshots), "tf-mon1": 1.0}})
+    monkeypatch.setattr(bench.time, "sleep", lambda seconds: None)
+    args = bench.main.__globals__["argparse"].Namespace(capacity_start=100, capacity_factor=1.6, capacity_steps=9,
+                                                        capacity_step_s=5, capacity_users=300, capacity_processes=2)
+    run = bench.capacity_run(args, "x", ["http://a/health"], [], ["10.0.0.1"] * 400, ["tf-app1", "tf-mon1"])
+    assert asked == [100, 160, 256, 410]
+    assert run["users"] == 400 and run["bent"] is True
+    assert run["max_rps_within_target"] == 256
+    assert run["steps"][-1]["hosts_cpu_cores"] == {"tf-app1": 2.0}  # the client's own container is not a host
+    assert run["busiest_host_at_last_step"] == "tf-app1"
+
+
+def test_cpu_used_is_the_difference_of_two_snapshots_and_no_hosts_figure_when_a_host_is_missing():
+    before = {"controller": 10.0, "engine": 1.0, "hosts": {"a": 5.0, "b": 7.0}}
+    after = {"controller": 12.5, "engine": 1.5, "hosts": {"a": 6.0, "b": 9.5}}
+    assert bench.cpu_used(before, after) == {"controller_cpu_s": 2.5, "hosts_cpu_s": 3.5, "engine_cpu_s": 0.5,
+                                             "hosts": {"a": 1.0, "b": 2.5}}
+    assert bench.cpu_used(dict(before, hosts={"a": 5.0}), after)["hosts_cpu_s"] is None
+
+
+def test_the_capacity_tables_say_where_each_endpoint_bent_and_what_more_app_hosts_buy(tmp_path):
+    results = sample_results()
+    runs = {"steps": [capacity_step(100, 20.0), capacity_step(160, 60.0), capacity_step(256, 800.0, failed=5)],
+            "users": 300, "sources": 300, "max_rps_within_target": 158.4, "bent": True,
+            "busiest_host_at_last_step": "tf-app1", "busiest_host_cpu_cores": 0.9, "client_cpu_cores_at_last_step": 0.4}
+    results["phases"]["capacity"] = {
+        "setup": {"client": "tf-mon1", "client_addresses": 300, "users": 300, "client_processes": 2, "start_rps": 100,
+                  "factor": 1.6, "step_s": 5, "max_steps": 9, "bend": "p99 > 500 ms", "target": "p95 < 500 ms",
+                  "app_hosts": 2, "api_rate_limit_per_address": "10r/s"},
+        "lb_api_read": runs, "direct_health": dict(runs, bent=False),
+        "connections": {"holder": "tf-web1", "max_held_without_errors": 5000, "steps": [
+            {"users": 5000, "rate_rps": 500.0, "sent": 15000, "failed": 0, "reconnects": 0, "server_established": 5001,
+             "nginx_kib_idle": 10240, "nginx_kib_held": 61440, "nginx_kib_per_connection": 10.2,
+             "latency_ms": {"p99": 30.0}}]}}
+    results["phases"]["scale"] = {"app_hosts": 4, "lb_api_read": dict(runs, max_rps_within_target=237.6)}
+    markdown = report.markdown(results)
+    assert ("| API read via load balancer | 3 | 158.4 | 256 | 253.4 | 800.0 | 0.50% | yes | tf-app1 0.90 | 0.40 |"
+            in markdown)
+    assert "| /health at one app host | 3 | 158.4 | 256 | 253.4 | 800.0 | 0.50% | NO |" in markdown
+    assert ("Scale-out, API reads through the load balancer: 158.4 requests/s within target with 2 app hosts, 237.6 with 4: "
+            "x1.50") in markdown
+    assert "| 5000 | 500.0 | 15000 | 0 | 0 | 5001 | 10.0 | 60.0 | 10.2 | 30.0 |" in markdown
+    assert "Held with 0 failed: 5000." in markdown
+    assert "| API read via load balancer | 3 | 256 | 253.4 | 200.0 | 400.0 | 800.0 | 1600 | 5 | 0 | 0.40 | tf-app1 0.90, tf-web1 0.30 |" in markdown
+    assert "**Capacity (" in report.markdown(results, report.SUMMARY_TITLES)
+    written = plots.write_all(results, tmp_path, "run")
+    assert "run-capacity.png" in [p.name for p in written]
+
+
+def test_the_faults_picture_shows_each_fault_that_recorded_its_timeline(tmp_path):
+    results = sample_results()
+    timeline = [[second, 9, 0] if second != 10 else [10, 3, 6] for second in range(40)]
+    results["phases"]["failover"] = {"kill9": {"timeline": timeline, "fault_at_s": 10.0}, "switchover": {"failed": 0}}
+    results["phases"]["faults"] = {"redis_stopped": {"timeline": timeline, "fault_at_s": 5.0, "undo_at_s": 35.0}}
+    written = plots.write_all(results, tmp_path, "run")
+    assert "run-faults.png" in [p.name for p in written]
+    del results["phases"]["failover"], results["phases"]["faults"]  # results from before the timelines
+    assert "run-faults.png" not in [p.name for p in plots.write_all(results, tmp_path, "old")]
