@@ -177,11 +177,11 @@ def worker_pids():
 
 
 def test_each_worker_may_open_twice_its_connections_and_the_open_file_cache(host):
-    # worker_connections 4096: 2 x 4096 + 1000 (the open file cache)
+    # worker_connections 8192: 2 x 8192 + 1000 (the open file cache)
     for pid in worker_pids():
         limits = web().check_output("grep 'Max open files' /proc/%s/limits", pid).split()
-        assert limits[3:5] == ["9192", "9192"], limits  # soft and hard
-    assert "LimitNOFILE=9192" in web().check_output("systemctl cat nginx")
+        assert limits[3:5] == ["17384", "17384"], limits  # soft and hard
+    assert "LimitNOFILE=17384" in web().check_output("systemctl cat nginx")
 
 
 def test_nginx_holds_more_proxied_connections_per_worker_than_1024_descriptors_allow(host):

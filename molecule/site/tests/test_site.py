@@ -271,6 +271,26 @@ NOT_ROLE_TASKS = {"ansible.builtin.validate_argument_spec", "validate_argument_s
                   "ansible.builtin.gather_facts", "gather_facts"}
 
 
+def nginx_seconds(text):
+    """An nginx time (4s, 500ms, 1m, or a bare number of seconds) in seconds."""
+    number, unit = re.fullmatch(r"(\d+)(ms|s|m|h)?", text).groups()
+    return int(number) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[unit]
+
+
+def test_the_load_balancer_closes_an_idle_app_connection_before_the_app_does(host):
+    """nginx keeps idle connections to the app pool: it must close them before Gunicorn's keep-alive does, or the
+    app's close can cross a request nginx sends on it, and a write (not retried elsewhere) gets a 502. Read from
+    the running nginx's configuration and the app's Gunicorn settings."""
+    config = scenario_host(WEB).run("nginx -T 2>/dev/null").stdout
+    upstream = re.search(r"upstream teamflow_app \{(.*?)\}", config, re.S).group(1)
+    given = re.search(r"^\s*keepalive_timeout (\S+);", upstream, re.M)
+    nginx_idle = nginx_seconds(given.group(1)) if given else 60  # nginx's default
+    gunicorn = scenario_host("tf-app1").run("cat /etc/teamflow/gunicorn.conf.py").stdout
+    app_idle = int(re.search(r"^keepalive = (\d+)$", gunicorn, re.M).group(1))
+    print(f"idle connection to the app pool: nginx closes after {nginx_idle} s, Gunicorn after {app_idle} s")
+    assert 0 < nginx_idle < app_idle
+
+
 def test_tags_nginx_runs_nginx_tasks_only(host):
     """--tags nginx on the lab: every task that runs is nginx's (the JSON callback lists them)."""
     result = ansible_playbook(PROJECT / "playbooks" / "site.yml", "--tags", "nginx",
