@@ -103,6 +103,12 @@ BAD = [
     ("pgbackrest", {"pgbackrest_repo1_s3_bucket": ""}, "pgbackrest_repo1_type is s3: pgbackrest_repo1_s3_bucket ('')"),
     ("pgbackrest", {"pgbackrest_repo1_path": "/pgbackrest"}, "must not be repo2's bucket and path"),
     ("pgbackrest", {"pgbackrest_s3_key_secret": ""}, "give pgbackrest_s3_endpoint, pgbackrest_s3_key and"),
+    # sized for a bigger server than the host (the controller, with its facts)
+    ("postgresql", {"postgresql_memory_mb": 10 ** 8}, "postgresql_memory_mb (100000000) is more than the host's memory ("),
+    ("postgresql", {"postgresql_memory_mb": "8GB"}, "postgresql_memory_mb (8GB) is not a number of MB"),
+    ("redis", {"redis_maxmemory": "100000gb"}, "redis_maxmemory (100000gb) is more than the host's memory ("),
+    ("prometheus", {"prometheus_retention_size": "100000TB"},
+     "prometheus_retention_size (100000TB) is more than the file system that holds /var/lib/prometheus/metrics2 ("),
 ]
 
 

@@ -2,7 +2,8 @@
 # Copyright: TeamFlow platform engineering
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
-"""Filter checking a role's settings by kind before anything changes (docs: invalid_settings.yml)."""
+"""Filters checking a role's settings before anything changes: by kind (docs: invalid_settings.yml) and against
+what the host has (docs: oversized_settings.yml)."""
 
 from __future__ import annotations
 
@@ -173,8 +174,70 @@ def invalid_settings(settings):
     return problems
 
 
+# sizes as the services read them: Redis (redis.conf: 1k = 1000 bytes, 1kb = 1024; a bare number is bytes) and
+# Prometheus (--storage.tsdb.retention.size: B, KB, MB, ... powers of 1024)
+_REDIS_SIZE = re.compile(r"^(\d+)\s*(k|kb|m|mb|g|gb)?$", re.I)
+_REDIS_UNITS = {None: 1, "k": 1000, "kb": 1024, "m": 1000 ** 2, "mb": 1024 ** 2, "g": 1000 ** 3, "gb": 1024 ** 3}
+_PROMETHEUS_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|TB|PB|EB)$")
+_PROMETHEUS_UNITS = {unit: 1024 ** power for power, unit in enumerate(("B", "KB", "MB", "GB", "TB", "PB", "EB"))}
+MIB = 1024 ** 2
+
+
+def _redis_bytes(value):
+    match = _REDIS_SIZE.match(str(value).strip())
+    return int(match.group(1)) * _REDIS_UNITS[(match.group(2) or "").lower() or None] if match else None
+
+
+def _prometheus_bytes(value):
+    match = _PROMETHEUS_SIZE.match(str(value).strip())
+    return int(float(match.group(1)) * _PROMETHEUS_UNITS[match.group(2)]) if match else None
+
+
+def _file_system(path, mounts):
+    """The mount (of the facts' mounts) that holds PATH: the longest mount point above it."""
+    path = "/" + str(path).strip("/")
+    found = None
+    for mount in mounts or []:
+        point = mount.get("mount", "")
+        if (path == point or path.startswith(point.rstrip("/") + "/")) and (found is None or len(point) > len(found["mount"])):
+            found = mount
+    return found
+
+
+def oversized_settings(settings, facts):
+    """Which sizes in SETTINGS are more than the host has, from its FACTS (ansible_facts); an empty list when none.
+
+    SETTINGS maps a kind to {variable name: value}: memory_mb (a number of MiB), redis_memory (Redis's maxmemory:
+    a size such as 2gb; a percentage is a share of the host and always fits), against the host's memory; and
+    prometheus_disk ({name: [size such as 50GB, path]}), against the size of the file system that holds the path.
+    Each message names the variable, its value and the host's figure. A value that is not a size of its kind is
+    left to invalid_settings.
+    """
+    if not isinstance(settings, Mapping) or not isinstance(facts, Mapping):
+        raise AnsibleFilterError("oversized_settings expects a mapping of kind to {name: value}, and the host's facts")
+    memory = int(facts.get("memtotal_mb") or 0) * MIB
+    problems = []
+    for kind, values in settings.items():
+        for name, value in values.items():
+            if kind in ("memory_mb", "redis_memory"):
+                wanted = (int(value) * MIB if re.fullmatch(r"\d+", str(value).strip()) else None) \
+                    if kind == "memory_mb" else _redis_bytes(value)
+                if wanted is not None and memory and wanted > memory:
+                    problems.append(f"{name} ({value}) is more than the host's memory ({memory // MIB} MB)")
+            elif kind == "prometheus_disk":
+                size, path = value
+                wanted, mount = _prometheus_bytes(size), _file_system(path, facts.get("mounts"))
+                if wanted is not None and mount and mount.get("size_total") and wanted > int(mount["size_total"]):
+                    problems.append(f"{name} ({size}) is more than the file system that holds {path} "
+                                    f"({mount['mount']}, {int(mount['size_total']) // MIB} MB)")
+            else:
+                raise AnsibleFilterError(f"oversized_settings: unknown kind {kind!r} (known: memory_mb, redis_memory, "
+                                         "prometheus_disk)")
+    return problems
+
+
 class FilterModule:
     """teamflow.platform's settings filters."""
 
     def filters(self):
-        return {"invalid_settings": invalid_settings}
+        return {"invalid_settings": invalid_settings, "oversized_settings": oversized_settings}

@@ -1,4 +1,4 @@
-"""Unit tests of teamflow.platform.invalid_settings (plugins/filter/settings.py).
+"""Unit tests of teamflow.platform.invalid_settings and oversized_settings (plugins/filter/settings.py).
 
 The roles' preflight tasks use it; tests/test_preflight.py runs them with bad values.
 """
@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from ansible.errors import AnsibleFilterError
-from ansible_collections.teamflow.platform.plugins.filter.settings import FilterModule, invalid_settings
+from ansible_collections.teamflow.platform.plugins.filter.settings import FilterModule, invalid_settings, oversized_settings
 
 GOOD = {
     "port": [1, 80, "443", 65535],
@@ -87,8 +87,8 @@ def test_a_wrong_call_fails_clearly(settings, error):
         invalid_settings(settings)
 
 
-def test_the_plugin_exports_it():
-    assert set(FilterModule().filters()) == {"invalid_settings"}
+def test_the_plugin_exports_them():
+    assert set(FilterModule().filters()) == {"invalid_settings", "oversized_settings"}
 
 
 def test_a_list_is_checked_item_by_item():
@@ -113,3 +113,49 @@ def test_a_calendar_is_accepted_exactly_when_systemd_accepts_it(value):
     """systemd-analyze calendar (systemd 252 of Debian 12) is the reference the filter agrees with."""
     systemd = subprocess.run(["systemd-analyze", "calendar", value], capture_output=True, check=False).returncode == 0
     assert (invalid_settings({"calendar": {"some_calendar": value}}) == []) == systemd
+
+
+# a host with 4 GiB of memory, its root file system 20 GiB and /var/lib/prometheus a 100 GiB one
+FACTS = {"memtotal_mb": 4096, "mounts": [{"mount": "/", "size_total": 20 * 1024 ** 3},
+                                         {"mount": "/var/lib/prometheus", "size_total": 100 * 1024 ** 3},
+                                         {"mount": "/var/lib/prometheusx", "size_total": 1024 ** 3}]}
+
+
+@pytest.mark.parametrize("kind, value", [
+    ("memory_mb", 4096), ("memory_mb", "2048"), ("redis_memory", "4gb"), ("redis_memory", "4000m"),
+    ("redis_memory", "90%"), ("redis_memory", str(4 * 1024 ** 3)), ("redis_memory", "4294967k"),
+    # not a size of its kind: invalid_settings says so, not this filter
+    ("memory_mb", "8GB"), ("redis_memory", "lots"),
+])
+def test_a_size_the_host_has_passes(kind, value):
+    assert oversized_settings({kind: {"some_var": value}}, FACTS) == []
+
+
+@pytest.mark.parametrize("kind, value", [
+    ("memory_mb", 4097), ("redis_memory", "5gb"), ("redis_memory", "4295m"), ("redis_memory", str(4 * 1024 ** 3 + 1)),
+    ("redis_memory", "4294968k"),
+])
+def test_more_memory_than_the_host_has_is_reported_with_the_hosts_figure(kind, value):
+    assert oversized_settings({kind: {"some_var": value}}, FACTS) == [
+        f"some_var ({value}) is more than the host's memory (4096 MB)"]
+
+
+def test_a_storage_size_is_compared_with_the_file_system_that_holds_the_path():
+    def check(size, path):
+        return oversized_settings({"prometheus_disk": {"prometheus_retention_size": [size, path]}}, FACTS)
+    assert check("100GB", "/var/lib/prometheus/metrics2") == []
+    assert check("101GB", "/var/lib/prometheus/metrics2") == [
+        "prometheus_retention_size (101GB) is more than the file system that holds /var/lib/prometheus/metrics2 "
+        "(/var/lib/prometheus, 102400 MB)"]
+    # /var/lib/prometheusx is not under /var/lib/prometheus; /srv is on /
+    assert check("2GB", "/var/lib/prometheusx/data") != [] and check("21GB", "/srv/prometheus") != []
+    assert check("0.5TB", "/srv/prometheus") != [] and check("20GB", "/srv/prometheus") == []
+    assert check("", "/srv/prometheus") == []  # off
+    assert oversized_settings({"prometheus_disk": {"x": ["1TB", "/srv"]}}, {"memtotal_mb": 1}) == []  # no mounts known
+
+
+def test_an_unknown_kind_fails_clearly():
+    with pytest.raises(AnsibleFilterError, match="unknown kind 'disk'"):
+        oversized_settings({"disk": {"x": 1}}, FACTS)
+    with pytest.raises(AnsibleFilterError, match="expects a mapping"):
+        oversized_settings({"memory_mb": {"x": 1}}, "facts")
