@@ -53,7 +53,7 @@ unit: venv ## Only the Python unit tests of the collection's plugins
 molecule: venv image ## Only the molecule scenarios (SCENARIO=name for one)
 	MOLECULE_IMAGE=$$(lab/build-image.sh $(SUITE)) $(VENV)/bin/pytest -m molecule $(if $(SCENARIO),-k "molecule and $(SCENARIO)") $(PYTEST_ARGS)
 
-bench: venv image ## Benchmark the stack on a fresh lab (<30 min): table + benchmarks/results/*.json [BENCH_ARGS=--phases load]
+bench: venv image ## Benchmark the stack on a fresh lab (about 80 min): table, JSON and PNGs in benchmarks/results/ [BENCH_ARGS=--phases load]
 	MOLECULE_IMAGE=$$(lab/build-image.sh $(SUITE)) $(VENV)/bin/python benchmarks/bench.py $(BENCH_ARGS)
 
 readme: venv ## Regenerate the variables section of every role README

@@ -534,8 +534,8 @@ def nginx_memory_kib(name):
 
 def held_connections(args, asset, sources):
     """Keep-alive connections held at the load balancer at a low rate, rising to args.connections: for each
-    count, whether every request was answered, the connections the address holder's nginx had open while they
-    were held and what its memory grew by."""
+    count, whether every request was answered and on the connection it opened (no reconnect), the connections
+    the address holder's nginx had open while they were held and what its memory grew by."""
     holder, = vip_holders()
     results = []
     for count in args.connections:
@@ -567,10 +567,9 @@ def held_connections(args, asset, sources):
                         "nginx_kib_per_connection": round((held_kib - idle_kib) / count, 1),
                         "latency_ms": result["latency_ms"]})
         time.sleep(2)
-        if failed:
+        if failed or result["reconnects"]:
             break
-    held = [r for r in results if r["failed"] == 0]
-    return {"holder": holder, "steps": results, "max_held_without_errors": max((r["users"] for r in held), default=0)}
+    return {"holder": holder, "steps": results, "max_held_without_errors": report.connections_held(results)}
 
 
 def shipping_delays(stop, every=1.0, grace=30.0):

@@ -80,6 +80,12 @@ def converge_runs(scaled):
             ("scale", "noop_6_app_mitogen", "site.yml, no-op rerun (6 app hosts)"))
 
 
+def connections_held(steps):
+    """The most keep-alive connections of the steps that were held: every request answered, none reconnected
+    (nginx out of connections closes idle ones, and the client opens them again)."""
+    return max((step["users"] for step in steps if step["failed"] == 0 and step["reconnects"] == 0), default=0)
+
+
 def capacity_sections(results):
     """The capacity phase: a line per endpoint, the held connections, each step."""
     phases = results.get("phases", {})
@@ -94,7 +100,8 @@ def capacity_sections(results):
         rows.append([what, len(run["steps"]), fmt(run["max_rps_within_target"]), fmt(last["target_rps"]),
                      fmt(last["achieved_rps"]), fmt(last["latency_ms"]["p99"]), f"{last['failed_share']:.2%}",
                      fmt(run["bent"]), f"{run['busiest_host_at_last_step']} {fmt(run['busiest_host_cpu_cores'])}",
-                     fmt(run["client_cpu_cores_at_last_step"])])
+                     fmt(run["client_cpu_cores_at_last_step"]),
+                     fmt(round(sum(last["hosts_cpu_cores"].values()) + (last["client_cpu_cores"] or 0), 2))])
         for number, step in enumerate(run["steps"], 1):
             lat = step["latency_ms"]
             steps.append([what, number, fmt(step["target_rps"]), fmt(step["achieved_rps"]), fmt(lat["p50"]),
@@ -105,16 +112,17 @@ def capacity_sections(results):
     out = []
     if rows:
         notes = [f"Client: {setup.get('client')} (a lab container on the same {results.get('machine', {}).get('cpus')} CPUs "
-                 "as the stack), {setup.get('users')} users on keep-alive connections split among "
+                 f"as the stack), {setup.get('users')} users on keep-alive connections split among "
                  f"{setup.get('client_processes')} processes; through the load balancer from "
-                 f"{setup.get('client_addresses')} addresses (nginx lets one address make "
-                 f"{setup.get('api_rate_limit_per_address')} API requests, so the API through it is capped near "
+                 f"{setup.get('client_addresses')} addresses (nginx's API limit per address, "
+                 f"{setup.get('api_rate_limit_per_address')}, caps the API through it near "
                  f"{setup.get('client_addresses')} x that). Steps of {fmt(setup.get('step_s'))} s of arrivals from "
                  f"{fmt(setup.get('start_rps'))} requests/s, x{fmt(setup.get('factor'))} each, until {setup.get('bend')} "
                  f"(bent = the last step passed that; no = {setup.get('max_steps')} steps without). Highest within "
                  f"target = the highest achieved rate of a step with {setup.get('target')}. Busiest host and client "
                  "= CPU cores used (CPU seconds per second) at the last step: when the client's cores near its "
-                 "processes' count, the client is the limit; the lab's hosts and the client share the machine's CPUs."]
+                 "processes' count, the client is the limit; all cores = the stack's hosts and the client together, "
+                 "which share the machine's CPUs: near their count, the machine is the limit."]
         more = scale.get("lb_api_read")
         two = capacity.get("lb_api_read")
         if more and two:
@@ -123,7 +131,7 @@ def capacity_sections(results):
                          f"{scale.get('app_hosts')}: x{fmt(ratio(more['max_rps_within_target'], two['max_rps_within_target']))}")
         out.append(("Capacity (stepped open-model load until it bends; rates in requests/s, latency in ms)",
                     ["endpoint", "steps", "highest rps within target", "last step rps", "achieved rps", "p99 ms",
-                     "failed", "bent", "busiest host (cores)", "client cores"], rows, notes))
+                     "failed", "bent", "busiest host (cores)", "client cores", "all cores"], rows, notes))
     connections = capacity.get("connections")
     if connections:
         held = [[r["users"], fmt(r["rate_rps"]), r["sent"], r["failed"], r["reconnects"], r["server_established"],
@@ -135,7 +143,7 @@ def capacity_sections(results):
                     [f"Each connection sends the static asset's request every {fmt(capacity.get('setup', {}).get('connections_interval_s', 10))} "
                      f"s (under nginx's keep-alive timeout), over TLS, to the address holder {connections['holder']}. "
                      "established = TCP connections on its port 443 while they were held; memory = proportional set "
-                     f"size of its nginx processes. Held with 0 failed: {connections['max_held_without_errors']}."]))
+                     f"size of its nginx processes. Held (0 failed, 0 reconnects): {connections_held(connections['steps'])}."]))
     if steps:
         out.append(("Capacity steps (latency in ms; CPU in cores)",
                     ["endpoint", "step", "rate rps", "achieved rps", "p50", "p95", "p99", "max", "errors", "non-2xx",

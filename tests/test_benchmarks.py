@@ -385,13 +385,13 @@ def test_the_capacity_tables_say_where_each_endpoint_bent_and_what_more_app_host
              "latency_ms": {"p99": 30.0}}]}}
     results["phases"]["scale"] = {"app_hosts": 4, "lb_api_read": dict(runs, max_rps_within_target=237.6)}
     markdown = report.markdown(results)
-    assert ("| API read via load balancer | 3 | 158.4 | 256 | 253.4 | 800.0 | 0.50% | yes | tf-app1 0.90 | 0.40 |"
+    assert ("| API read via load balancer | 3 | 158.4 | 256 | 253.4 | 800.0 | 0.50% | yes | tf-app1 0.90 | 0.40 | 1.60 |"
             in markdown)
     assert "| /health at one app host | 3 | 158.4 | 256 | 253.4 | 800.0 | 0.50% | NO |" in markdown
     assert ("Scale-out, API reads through the load balancer: 158.4 requests/s within target with 2 app hosts, 237.6 with 4: "
             "x1.50") in markdown
     assert "| 5000 | 500.0 | 15000 | 0 | 0 | 5001 | 10.0 | 60.0 | 10.2 | 30.0 |" in markdown
-    assert "Held with 0 failed: 5000." in markdown
+    assert "Held (0 failed, 0 reconnects): 5000." in markdown
     assert "| API read via load balancer | 3 | 256 | 253.4 | 200.0 | 400.0 | 800.0 | 1600 | 5 | 0 | 0.40 | tf-app1 0.90, tf-web1 0.30 |" in markdown
     assert "**Capacity (" in report.markdown(results, report.SUMMARY_TITLES)
     written = plots.write_all(results, tmp_path, "run")
