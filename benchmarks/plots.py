@@ -41,6 +41,17 @@ def _save(figure, path):
     return path
 
 
+def _grid(count, columns, width, row_height):
+    """A figure of COUNT panels, COLUMNS to a row (the unused ones of the last row hidden); the figure and the
+    panels in order."""
+    rows = -(-count // columns)
+    figure, panels = plt.subplots(rows, columns, figsize=(width, row_height * rows), squeeze=False)
+    flat = [axes for row in panels for axes in row]
+    for axes in flat[count:]:
+        axes.axis("off")
+    return figure, flat[:count]
+
+
 def plot_load(results, path):
     """Latency percentiles per endpoint of the load phase (log scale); None without a load phase."""
     load = results.get("phases", {}).get("load", {})
@@ -109,11 +120,8 @@ def plot_capacity(results, path):
         runs.append((f"API read via load balancer,\n{scale.get('app_hosts')} app hosts", scale["lb_api_read"]))
     if not runs:
         return None
-    columns = 4
-    rows = -(-len(runs) // columns)
-    figure, panels = plt.subplots(rows, columns, figsize=(16, 3.6 * rows), squeeze=False)
-    for index, (what, run) in enumerate(runs):
-        axes = panels[index // columns][index % columns]
+    figure, panels = _grid(len(runs), 4, 16, 3.6)
+    for axes, (what, run) in zip(panels, runs):
         rates = [step["achieved_rps"] for step in run["steps"]]
         for percentile in ("p50", "p95", "p99"):
             axes.plot(rates, [step["latency_ms"][percentile] for step in run["steps"]], marker="o", label=percentile)
@@ -126,8 +134,6 @@ def plot_capacity(results, path):
         axes.set_ylabel("latency, ms")
         axes.set_title(what, fontsize=10)
         axes.legend(fontsize=8)
-    for index in range(len(runs), rows * columns):
-        panels[index // columns][index % columns].axis("off")
     figure.suptitle(f"Capacity: latency against rate until p99 > {report.P99_MS} ms or failures "
                     f"({results.get('date', '')})")
     return _save(figure, path)
@@ -153,11 +159,8 @@ def plot_timelines(results, path):
             if phases.get(phase, {}).get(key, {}).get("timeline")]
     if not runs:
         return None
-    columns = 2
-    rows = -(-len(runs) // columns)
-    figure, panels = plt.subplots(rows, columns, figsize=(14, 2.4 * rows), squeeze=False)
-    for index, (what, run) in enumerate(runs):
-        axes = panels[index // columns][index % columns]
+    figure, panels = _grid(len(runs), 2, 14, 2.4)
+    for axes, (what, run) in zip(panels, runs):
         seconds = [second for second, _, _ in run["timeline"]]
         answered = [ok for _, ok, _ in run["timeline"]]
         failed = [bad for _, _, bad in run["timeline"]]
@@ -170,8 +173,6 @@ def plot_timelines(results, path):
         axes.set_xlabel("s into the run (requests by due time)")
         axes.set_ylabel("requests")
         axes.legend(fontsize=7, loc="lower left")
-    for index in range(len(runs), rows * columns):
-        panels[index // columns][index % columns].axis("off")
     figure.suptitle(f"Faults under load: requests per second ({results.get('date', '')})")
     return _save(figure, path)
 
