@@ -189,8 +189,8 @@ def container_cpu_seconds(names):
                 (f"/sys/fs/cgroup/system.slice/docker-{cid}.scope/cpu.stat", 1e6, "usage_usec"),  # v2, systemd
                 (f"/sys/fs/cgroup/docker/{cid}/cpu.stat", 1e6, "usage_usec")):                    # v2, cgroupfs
             with contextlib.suppress(OSError):
-                text = Path(path).read_text()
-                value = int(text) if field is None else int(re.search(rf"^{field} (\d+)$", text, re.M).group(1))
+                counter = Path(path).read_text()
+                value = int(counter) if field is None else int(re.search(rf"^{field} (\d+)$", counter, re.M).group(1))
                 seconds[name.lstrip("/")] = value / scale
                 break
     return seconds
@@ -329,9 +329,10 @@ def phase_scale(args, out):
     out["noop_scaled_mitogen"] = playbook("scale-noop-mitogen", "site.yml", inventories=both, mitogen=True)
     sh(["docker", "cp", str(ROOT / "benchmarks" / "userload.py"), f"{CLIENT}:/root/userload.py"])
     ids, _ = capacity_setup()
+    reads = next(gets for key, gets, _, _ in capacity_endpoints(f"https://{SITE}", f"http://{APP}:8000", "", ids)
+                 if key == "lb_api_read")
     with client_sources(args.capacity_sources) as sources:
-        key, gets, _, _ = capacity_endpoints(f"https://{SITE}", f"http://{APP}:8000", "", ids)[2]
-        out[key] = capacity_run(args, f"scale-{key}", gets, [], sources, sorted(set(STACK + tuple(apps))))
+        out["lb_api_read"] = capacity_run(args, "scale-lb_api_read", reads, [], sources, inventory_hosts(both))
 
 
 @contextlib.contextmanager
@@ -441,7 +442,6 @@ def run_load(args, out, sources):
 # a step past this p99 or with more than this share of its requests failed ends the endpoint's steps
 CAPACITY_P99_MS, CAPACITY_FAILED_SHARE = report.P99_MS, report.FAILED_SHARE
 TARGET_P95_MS = 500         # the plan's API target: the highest rate that kept p95 under it, and the failures under
-STACK = ("tf-web1", "tf-web2", "tf-app1", "tf-app2", "tf-db1", "tf-db2", "tf-cache1", "tf-cache2", CLIENT)
 
 
 def capacity_endpoints(lb, direct, asset, ids):
@@ -509,20 +509,26 @@ def capacity_setup():
     return ids, asset
 
 
+def nginx_api_rate():
+    """The per-address API rate limit of the running load balancer (its limit_req_zone)."""
+    config = dexec(WEB, "nginx -T 2>/dev/null")[1]
+    return re.search(r"limit_req_zone \S+ zone=teamflow_api:\S+ rate=(\S+);", config).group(1)
+
+
 def phase_capacity(args, out):
     sh(["docker", "cp", str(ROOT / "benchmarks" / "userload.py"), f"{CLIENT}:/root/userload.py"])
     ids, asset = capacity_setup()
-    hosts = STACK + tuple(inventory_hosts([LAB_INVENTORY], "app"))
+    hosts = inventory_hosts([LAB_INVENTORY])
     out["setup"] = {"client": CLIENT, "client_addresses": args.capacity_sources, "users": args.capacity_users,
                     "client_processes": args.capacity_processes, "start_rps": args.capacity_start,
                     "factor": args.capacity_factor, "step_s": args.capacity_step_s, "max_steps": args.capacity_steps,
                     "bend": f"p99 > {CAPACITY_P99_MS} ms or more than {CAPACITY_FAILED_SHARE:.1%} failed",
                     "target": f"p95 < {TARGET_P95_MS} ms and at most {CAPACITY_FAILED_SHARE:.1%} failed",
                     "app_hosts": len(inventory_hosts([LAB_INVENTORY], "app")), "static_asset": asset,
-                    "api_rate_limit_per_address": "10r/s"}
+                    "api_rate_limit_per_address": nginx_api_rate()}
     with client_sources(args.capacity_sources) as sources:
         for key, gets, posts, through_lb in capacity_endpoints(f"https://{SITE}", f"http://{APP}:8000", asset, ids):
-            out[key] = capacity_run(args, key, gets, posts, sources if through_lb else (), sorted(set(hosts)))
+            out[key] = capacity_run(args, key, gets, posts, sources if through_lb else (), hosts)
         out["connections"] = held_connections(args, asset, sources)
 
 
