@@ -162,6 +162,48 @@ def test_each_run_is_recorded_by_its_client_and_a_served_one_by_its_handler_too(
     assert handlers[0][4] == "E0" and handlers[0][2] != handlers[0][1]
 
 
+def test_a_payload_the_server_took_whole_is_not_run_again_when_the_server_has_already_closed(rundir):
+    """The client sent the whole payload in one sendmsg; the server ran it, answered and closed before the client
+    went on. Nothing is left to send, so nothing may fail: a send of nothing to a closed socket fails (EPIPE), and
+    the client then ran the payload itself too, printing the module's result twice. Here the client's socket (the
+    `_socket` it imports) is a fake that takes the whole payload at once, fails any further send as a closed
+    socket does, and answers as the server did; the client must report the server's exit, not run it here."""
+    program = f"""
+import importlib.util, sys, types
+sys.argv = ["test"]  # not the image's python3 on stdin: importing the module does nothing by itself
+spec = importlib.util.spec_from_file_location("teamflow_lab_modules", {str(MODULE)!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+fake = types.ModuleType("_socket")
+fake.AF_UNIX = fake.SOCK_STREAM = fake.SOL_SOCKET = fake.SCM_RIGHTS = 1
+class Socket:
+    def __init__(self, *args):
+        self.reply = b"E" + (0).to_bytes(4, "big")
+    def connect(self, path):
+        pass
+    def sendmsg(self, buffers, ancillary):
+        return len(buffers[0])
+    def sendall(self, data):
+        raise BrokenPipeError(32, "Broken pipe")
+    def recv(self, size):
+        chunk, self.reply = self.reply[:size], self.reply[size:]
+        return chunk
+    def close(self):
+        pass
+fake.socket = Socket
+sys.modules["_socket"] = fake
+print("delegated:", module.delegate(b"payload", "0000abcd"))
+print("run here")
+sys.exit(3)
+"""
+    rundir.mkdir(parents=True)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "TEAMFLOW_LAB_MODULES_DIR": str(rundir)})
+    assert result.returncode == 0 and "run here" not in result.stdout, result.stdout + result.stderr
+    fields = (rundir / "runs.log").read_text().split()
+    assert (fields[1], fields[3], fields[4]) == ("c", "0000abcd", "served"), fields
+
+
 def test_a_payload_with_other_module_utils_runs_here_and_stops_the_server(rundir):
     served(rundir, payload("1"))
     pid = int((rundir / "modules.lock").read_text())
