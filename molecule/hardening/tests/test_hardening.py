@@ -90,6 +90,18 @@ def test_only_root_may_run_the_compilers_that_exist(host):
     assert host.run("%s --version", assembler).rc == 0
 
 
+def test_a_compiler_a_later_package_run_brings_is_restricted_as_it_arrives(host):
+    # apt's hook runs the role's script after dpkg: reinstalled without its override (as a
+    # compiler installed by hand after the role would be), the assembler is restricted again
+    assembler = host.check_output("readlink -e /usr/bin/as")
+    host.check_output("dpkg-statoverride --remove %s && chmod 0755 %s", assembler, assembler)
+    assert host.file(assembler).mode == 0o755
+    host.check_output("apt-get install -y --reinstall binutils-x86-64-linux-gnu")
+    target = host.file(assembler)
+    assert (target.user, target.group, target.mode) == ("root", "root", 0o750)
+    assert f"root root 750 {assembler}" in host.check_output("dpkg-statoverride --list").splitlines()
+
+
 def test_the_audit_rules_watch_users_sudoers_ssh_and_the_releases(host):
     rules = host.file("/etc/audit/rules.d/90-teamflow-hardening.rules").content_string
     for line in ("-w /etc/passwd -p wa -k identity", "-w /etc/sudoers.d -p wa -k sudoers",
