@@ -102,7 +102,10 @@ def test_a_rerun_puts_back_what_drifted_and_leaves_the_rest(host):
                  "Set chronyd's options", "Create journald's drop-in directory"):
         assert did[task] == "changed", (task, did)
     # in place already: the module ran and changed nothing
-    for task in ("Keep the legacy /etc/timezone in step", "Write the host name to /etc/hostname in the container",
+    # Debian 13 has no /etc/timezone: the task is for Debian 12 only
+    legacy_timezone = "ok" if int(host.system_info.release.split(".")[0]) < 13 else "skipped"
+    assert did["Keep the legacy /etc/timezone in step"] == legacy_timezone, did
+    for task in ("Write the host name to /etc/hostname in the container",
                  "Configure chrony", "Create chrony's drop-in directory",
                  "Let chronyd run without CAP_SYS_TIME when it does not set the clock",
                  "Bound journald's storage and retention"):

@@ -120,7 +120,9 @@ def test_a_corrupted_file_of_the_newest_backup_fails_the_restore(host):
 
 def test_a_missing_wal_segment_fails(host):
     backup = newest_backup(host)
-    archive_dir = f"{REPO}/archive/{STANZA}/15-1/{backup['archive']['stop'][:16]}"
+    # the archive's id: PostgreSQL's major version and the stanza's database id (15-1 on Debian 12, 17-1 on 13)
+    archive_id = host.check_output("ls %s/archive/%s", REPO, STANZA).split()[0]
+    archive_dir = f"{REPO}/archive/{STANZA}/{archive_id}/{backup['archive']['stop'][:16]}"
     # the first segment after the backup: recovery to the end of the archive needs it
     after = "%s%08X" % (backup["archive"]["stop"][:16], int(backup["archive"]["stop"][16:], 16) + 1)
     segment = host.check_output("ls %s/%s-* 2>/dev/null", archive_dir, after)

@@ -31,8 +31,8 @@ def curl(client, url, options=MTLS, extra=""):
 
 
 def certificate(server, path):
-    """openssl's text of the certificate at PATH on SERVER."""
-    return server.check_output(f"openssl x509 -noout -text -in {path}")
+    """openssl's text of the certificate at PATH on SERVER, names as "CN = X" (OpenSSL 3.0's default; 3.5's is "CN=X")."""
+    return server.check_output(f"openssl x509 -noout -text -nameopt oneline -in {path}")
 
 
 def served_serial(client, server_name):

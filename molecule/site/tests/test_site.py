@@ -51,6 +51,11 @@ def pebble_root(host):
     assert "BEGIN CERTIFICATE" in host.file(ROOT_PEM).content_string
 
 
+def pg_major(name):
+    """PostgreSQL's major version on the host (15 on Debian 12, 17 on 13): its one cluster's directory."""
+    return scenario_host(name).check_output("ls /etc/postgresql").split()[0]
+
+
 def get(host, path, *curl_args):
     """(status, body) of an HTTPS request to the load balancer, verified against pebble's root."""
     out = host.check_output(f"curl -sS --cacert {ROOT_PEM} -o /tmp/body -w '%{{http_code}}' {' '.join(curl_args)} "
@@ -706,8 +711,9 @@ def test_the_database_tier_is_one_patroni_cluster_with_a_synchronous_replica(hos
     assert wal_streaming(REPLICA)
     # Patroni runs PostgreSQL: Debian's postgresql.service does not start the cluster at boot
     for name in MEMBERS:
-        assert scenario_host(name).file("/etc/postgresql/15/main/start.conf").content_string == "manual\n"
-        assert scenario_host(name).service("patroni@15-main").is_enabled
+        major = pg_major(name)
+        assert scenario_host(name).file(f"/etc/postgresql/{major}/main/start.conf").content_string == "manual\n"
+        assert scenario_host(name).service(f"patroni@{major}-main").is_enabled
 
 
 def test_a_switchover_through_its_awx_template_under_load_fails_no_request_and_loses_no_write(host, tmp_path):
@@ -733,7 +739,7 @@ def test_a_kill_9_of_the_leaders_postmaster_under_load_loses_no_write_and_fails_
     old = patroni_leader(MEMBERS)
 
     def fault():
-        pid = scenario_host(old).check_output("head -1 /var/lib/postgresql/15/main/postmaster.pid")
+        pid = scenario_host(old).check_output(f"head -1 /var/lib/postgresql/{pg_major(old)}/main/postmaster.pid")
         at = time.time()
         scenario_host(old).run_expect([0], f"kill -9 {pid}")
         return at
