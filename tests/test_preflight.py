@@ -33,7 +33,9 @@ BASELINE = {
                    "pgbackrest_s3_key": "PREFLIGHTKEY", "pgbackrest_s3_key_secret": PASSWORD},
     "postgresql": {"postgresql_app_password": PASSWORD, "postgresql_replication_password": PASSWORD,
                    "postgresql_rewind_password": PASSWORD, "postgresql_patroni_restapi_password": PASSWORD},
-    "prometheus": {"prometheus_node_exporter_password": PASSWORD},
+    # an email receiver, as the example inventories have
+    "prometheus": {"prometheus_node_exporter_password": PASSWORD, "prometheus_alertmanager_email_to": "ops@teamflow.example.com",
+                   "prometheus_alertmanager_smtp_smarthost": "smtp.teamflow.example.com:587"},
     # replicated: the inventory below has two cache hosts
     "redis": {"redis_admin_password": PASSWORD, "redis_app_password": PASSWORD,
               "redis_replication_password": PASSWORD, "redis_sentinel_password": PASSWORD},
