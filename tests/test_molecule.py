@@ -19,13 +19,11 @@ SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.y
 
 # Minutes each took on this project's 2-core machine, two lanes side by side: "# exit N after S s"
 # at the end of each log; "checks": the static and unit tests. Measured in the clean-clone run of
-# 4872275 (2026-12-06, 80 min in all), except three scenarios run since with the lab image's apt hook (a
-# role's scenario refreshes the package lists once) and app's prepare (its database and cache converged
-# once): app, pgbackrest and postgresql took 224, 289 and 1043 s alone, a sixth more beside the other lane.
+# 7d36169 (2026-12-07, 51 min in all); compact (new since): 11.4 min alone, 12 counted for the other lane beside it.
 # Only their ratios matter: they split the lanes. A scenario not listed counts as DEFAULT_MINUTES.
 MINUTES = {
-    "checks": 12, "site": 67.3, "postgresql": 20, "pgbackrest": 5.6, "nginx": 8.75, "app": 4.4, "hardening": 7.5,
-    "certbot": 5.3, "pki": 2.7, "monitoring": 3.6, "node_exporter": 2.9, "common": 1.8, "redis": 2.0,
+    "checks": 3.6, "site": 48.3, "compact": 12, "postgresql": 8.9, "nginx": 5.9, "app": 3.9, "pgbackrest": 3.6,
+    "certbot": 3.3, "hardening": 3.0, "common": 2.9, "monitoring": 2.2, "node_exporter": 1.8, "pki": 1.6, "redis": 1.2,
 }
 DEFAULT_MINUTES = 6
 

@@ -19,22 +19,24 @@ def scenario_host(name):
     return testinfra.get_host(f"ansible://{name}", ansible_inventory=os.environ["MOLECULE_INVENTORY_FILE"])
 
 
-def ansible_playbook(playbook, *extra, env=None):
+def ansible_playbook(playbook, *extra, env=None, inventories=None):
     """Run a playbook against the scenario's inventory with the repo's ansible.cfg; the CompletedProcess.
 
-    PLAYBOOK is a path (a scenario's own playbook, or one of playbooks/); ENV adds variables.
+    PLAYBOOK is a path (a scenario's own playbook, or one of playbooks/); ENV adds variables; INVENTORIES
+    (paths) replace the scenario's inventory.
     """
     # plain output to match against (molecule's own runs force colour)
     environment = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT / "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=str(PROJECT),
                        ANSIBLE_FORCE_COLOR="0", ANSIBLE_NOCOLOR="1")
     environment.update(env or {})
     return subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(playbook), *extra],
+        ["ansible-playbook", *[arg for path in inventories or [os.environ["MOLECULE_INVENTORY_FILE"]] for arg in ("-i", str(path))],
+         str(playbook), *extra],
         capture_output=True, text=True, env=environment, check=False,
     )
 
 
-def task_outcomes(playbook, *extra):
+def task_outcomes(playbook, *extra, inventories=None, env=None):
     """Run a playbook (as ansible_playbook does) and say what each task did on each host.
 
     Returns the CompletedProcess and {task name (without its role): {host: outcome}}, where outcome is
@@ -43,7 +45,8 @@ def task_outcomes(playbook, *extra):
     """
     import json
 
-    run = ansible_playbook(playbook, *extra, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json"})
+    run = ansible_playbook(playbook, *extra, env={"ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json", **(env or {})},
+                           inventories=inventories)
     report = json.JSONDecoder().raw_decode(run.stdout[run.stdout.index("{"):])[0]
 
     def outcome(result):
