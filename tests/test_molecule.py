@@ -19,11 +19,11 @@ SCENARIOS = sorted(p.parent.name for p in (ROOT / "molecule").glob("*/molecule.y
 
 # Minutes each took on this project's 2-core machine, two lanes side by side: "# exit N after S s"
 # at the end of each log; "checks": the static and unit tests. Measured in the clean-clone run of
-# 7d36169 (2026-12-07, 51 min in all); compact (new since): 11.4 min alone, 12 counted for the other lane beside it.
-# Only their ratios matter: they split the lanes. A scenario not listed counts as DEFAULT_MINUTES.
+# fe389d1 (2026-12-07, 60 min in all, with compact). Only their ratios matter: they split the lanes.
+# A scenario not listed counts as DEFAULT_MINUTES.
 MINUTES = {
-    "checks": 3.6, "site": 48.3, "compact": 12, "postgresql": 8.9, "nginx": 5.9, "app": 3.9, "pgbackrest": 3.6,
-    "certbot": 3.3, "hardening": 3.0, "common": 2.9, "monitoring": 2.2, "node_exporter": 1.8, "pki": 1.6, "redis": 1.2,
+    "checks": 5.9, "site": 52.7, "compact": 12.8, "postgresql": 10.7, "nginx": 4.4, "pgbackrest": 3.9, "certbot": 3.7,
+    "app": 3.4, "pki": 2.9, "common": 2.5, "hardening": 2.4, "monitoring": 1.5, "node_exporter": 1.5, "redis": 1.1,
 }
 DEFAULT_MINUTES = 6
 
