@@ -114,7 +114,7 @@ def test_patroni_makes_a_new_replica_from_the_repository():
     started = time.time()
 
     def created():
-        journal = remote(replica).check_output(f"journalctl -u 'patroni@*-main' --since '{since}' --no-pager -o cat")
+        journal = remote(replica).check_output(f"journalctl -u 'patroni@*-main.service' --since '{since}' --no-pager -o cat")
         return [line for line in journal.splitlines() if "replica has been created" in line]
 
     made = wait_for(created, 120)

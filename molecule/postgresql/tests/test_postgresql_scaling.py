@@ -69,7 +69,7 @@ def test_a_third_database_host_joins_the_running_cluster_with_one_converge(host,
     converged = time.time() - started
     assert wait_for(lambda: streaming("pg-client"), 60), patroni("pg-client")
     members = {m["name"]: (m["role"], m["state"]) for m in patroni(before, "cluster")["members"]}
-    log = remote("pg-client").run("journalctl -u 'patroni@*-main' --no-pager -o cat").stdout
+    log = remote("pg-client").run("journalctl -u 'patroni@*-main.service' --no-pager -o cat").stdout
     method = "pgbackrest" if "pgbackrest" in log else "basebackup" if "basebackup" in log else "?"
     print(f"a third database host: converged in {converged:.0f} s, made by {method}; members {members}")
     assert superuser_sql("pg-client", f"SELECT count(*) FROM joined WHERE marker = '{marker}'") == "1"
