@@ -1,13 +1,16 @@
 """The app role on one host (molecule scenario `app`).
 
-app-1 runs the reference app (release 1.0.0) with PostgreSQL and Redis next to it.
+app-1 runs the reference app (release 1.0.0) with PostgreSQL, Redis and the S3 bucket of its files
+(SeaweedFS) next to it.
 Requests go to Gunicorn on the host's private address, as nginx sends them. Every
 test takes `host`, so pytest keeps them in file order. The app tier behind the load
 balancer (requests through nginx, websockets, request ids, releases rolled out under
 load, a broken release, rollback) is tested on the whole lab: molecule/site.
 """
 
+import hashlib
 import json
+import os
 import re
 
 from scenario_helpers import PROJECT, ansible_playbook
@@ -22,19 +25,41 @@ def private_address(host):
     return host.check_output("getent hosts %s", NAME).split()[0]
 
 
-def request(host, path, method="GET", body=None):
-    """(status, body) of a request to Gunicorn on the host's private address."""
-    script = ("import sys, urllib.request, urllib.error\n"
-              "data = sys.argv[3].encode() if sys.argv[3] else None\n"
+def request(host, path, method="GET", body=None, raw=None):
+    """(status, body) of a request to Gunicorn on the host's private address: BODY as JSON, or RAW bytes as
+    an octet stream (then the answer's body is its SHA-256 and length, or its text when it is not 2xx)."""
+    script = ("import sys, hashlib, urllib.request, urllib.error\n"
+              "raw = sys.argv[4] == 'raw'\n"
+              "data = (bytes.fromhex(sys.argv[3]) if raw else sys.argv[3].encode()) if sys.argv[3] else None\n"
               "req = urllib.request.Request(sys.argv[1], data=data, method=sys.argv[2],"
-              " headers={'Content-Type': 'application/json'})\n"
+              " headers={'Content-Type': 'application/octet-stream' if raw else 'application/json'})\n"
               "try:\n    answer = urllib.request.urlopen(req, timeout=10)\n"
               "except urllib.error.HTTPError as error:\n    answer = error\n"
-              "print(answer.status)\nprint(answer.read().decode())")
-    out = host.check_output("python3 -c %s %s %s %s", script, f"http://{private_address(host)}:8000{path}", method,
-                            json.dumps(body) if body is not None else "")
+              "content = answer.read()\n"
+              "print(answer.status)\n"
+              "print(f'{hashlib.sha256(content).hexdigest()} {len(content)}' if raw and answer.status == 200 and sys.argv[2] == 'GET'"
+              " else content.decode())")
+    out = host.check_output("python3 -c %s %s %s %s %s", script, f"http://{private_address(host)}:8000{path}", method,
+                            raw.hex() if raw is not None else (json.dumps(body) if body is not None else ""),
+                            "raw" if raw is not None else "json")
     status, _, text = out.partition("\n")
     return int(status), text
+
+
+def bucket_object(host, key):
+    """SHA-256 of the object KEY in the app's bucket (None when there is none), read with the app's own
+    settings and boto3."""
+    script = ("import boto3, botocore, hashlib, sys\n"
+              "from teamflow_app import migrate\n"
+              "env = migrate.read_env_file('/etc/teamflow/teamflow.env')\n"
+              "s3 = boto3.client('s3', endpoint_url=env['S3_ENDPOINT_URL'], region_name=env['S3_REGION'],"
+              " aws_access_key_id=env['S3_ACCESS_KEY'], aws_secret_access_key=env['S3_SECRET_KEY'],"
+              " verify=env['S3_CA_BUNDLE'], config=botocore.config.Config(s3={'addressing_style': 'path'}))\n"
+              "try:\n    body = s3.get_object(Bucket=env['S3_BUCKET_NAME'], Key=sys.argv[1])['Body'].read()\n"
+              "except s3.exceptions.NoSuchKey:\n    print('none')\n"
+              "else:\n    print(hashlib.sha256(body).hexdigest())")
+    out = host.check_output("/opt/teamflow/current/venv/bin/python -c %s %s", script, key)
+    return None if out == "none" else out
 
 
 def healthy(host):
@@ -58,7 +83,7 @@ def sql(host, query):
 def test_health_reports_the_release_and_its_dependencies(host):
     status, body = request(host, "/health")
     assert status == 200, body
-    assert json.loads(body) == {"status": "ok", "version": "1.0.0", "database": "ok", "redis": "ok"}
+    assert json.loads(body) == {"status": "ok", "version": "1.0.0", "database": "ok", "redis": "ok", "storage": "ok"}
 
 
 def test_an_api_write_and_read_round_trip_with_a_redis_cache(host):
@@ -150,10 +175,63 @@ def test_the_release_is_installed_offline_and_owned_by_root(host):
 def test_migrations_ran_once_for_the_release(host):
     assert sql(host, "SELECT count(*) FROM release_history WHERE version = '1.0.0'") == "1"
     assert sql(host, "SELECT string_agg(name, ',' ORDER BY name) FROM schema_migrations") == \
-        "001_notes.sql,002_release_history.sql"
+        "001_notes.sql,002_release_history.sql,003_attachments.sql"
 
 
-# --- a changed environment restarts ------------------------------------------------------
+# --- attachments in the S3 bucket ----------------------------------------------------------
+
+def test_an_attachment_is_stored_in_the_bucket_read_back_and_deleted(host):
+    note = json.loads(request(host, "/api/v1/notes", "POST", {"title": "with a file"})[1])
+    data = os.urandom(40_000)  # one argument of a command: below the kernel's 128 KiB
+    digest = hashlib.sha256(data).hexdigest()
+    path = f"/api/v1/notes/{note['id']}/attachments/report.bin"
+    status, body = request(host, path, "PUT", raw=data)
+    assert status == 201, body
+    assert (json.loads(body)["sha256"], json.loads(body)["size"]) == (digest, 40_000)
+    assert bucket_object(host, f"notes/{note['id']}/report.bin") == digest
+    assert request(host, path, raw=b"") == (200, f"{digest} 40000")
+    listed = json.loads(request(host, f"/api/v1/notes/{note['id']}/attachments")[1])
+    assert [(item["name"], item["sha256"]) for item in listed] == [("report.bin", digest)]
+    assert sql(host, f"SELECT size FROM attachments WHERE note_id = {note['id']}") == "40000"
+    status, body = request(host, path, "DELETE")
+    assert status == 204, body
+    assert bucket_object(host, f"notes/{note['id']}/report.bin") is None
+    assert request(host, path)[0] == 404
+    assert sql(host, f"SELECT count(*) FROM attachments WHERE note_id = {note['id']}") == "0"
+
+
+def test_attachments_refuse_bad_names_and_unknown_notes(host):
+    assert request(host, "/api/v1/notes/1/attachments/.hidden", "PUT", raw=b"x")[0] == 422
+    status, body = request(host, "/api/v1/notes/999999999/attachments/a.txt", "PUT", raw=b"x")
+    assert (status, json.loads(body)) == (404, {"detail": "no such note"})
+
+
+# --- a bucket the app cannot use, then a changed environment --------------------------------
+
+def test_a_missing_bucket_is_named_at_start_up_and_in_health_and_attachments_answer_503(host):
+    converge = PROJECT / "molecule" / "app" / "converge.yml"
+    since = host.check_output("date '+%Y-%m-%d %H:%M:%S'")
+    run = ansible_playbook(converge, "--tags", "app", "-e", "app_s3_bucket_name=teamflow-nowhere")
+    assert run.returncode == 0, run.stdout[-4000:]
+    status, body = request(host, "/health")
+    assert status == 200, body
+    health = json.loads(body)
+    # the app's identity may not even learn whether another bucket exists: S3 answers 403
+    reason = ("access to bucket teamflow-nowhere denied (403): check S3_ACCESS_KEY, S3_SECRET_KEY and that the "
+              "bucket exists")
+    assert (health["status"], health["storage"]) == ("degraded", f"error: {reason}")
+    assert health["reasons"] == [f"storage: error: {reason}"]
+    journal = host.check_output("journalctl -u teamflow --since %s -o cat", since)
+    assert f"file storage unavailable: {reason}" in journal
+    assert "Traceback" not in journal
+    note = json.loads(request(host, "/api/v1/notes", "POST", {"title": "no bucket"})[1])
+    status, body = request(host, f"/api/v1/notes/{note['id']}/attachments/a.txt", "PUT", raw=b"x")
+    assert (status, json.loads(body)) == (503, {"detail": "file storage unavailable, try again"})
+    # notes are still served
+    assert request(host, f"/api/v1/notes/{note['id']}")[0] == 200
+
+
+# the converge with the inventory's values below puts the bucket back
 
 def test_a_changed_environment_restarts_the_app(host):
     pid = main_pid(host)

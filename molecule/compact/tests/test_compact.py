@@ -4,6 +4,7 @@ The client is the ACME helper (cp-acme), outside the stack: it trusts pebble's r
 `host`, so pytest keeps them in file order; the second run, from another address of this machine, is last.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -31,7 +32,8 @@ def test_https_is_answered_with_the_certificate_pebble_issued(host):
     status = host.check_output(f"curl -sS --cacert {ROOT_PEM} -o /dev/null -w '%{{http_code}}' https://{SITE}/health")
     assert status == "200"
     body = host.check_output(f"curl -sS --cacert {ROOT_PEM} https://{SITE}/health")
-    assert '"database"' in body and '"redis"' in body, body
+    health = json.loads(body)
+    assert (health["status"], health["database"], health["redis"], health["storage"]) == ("ok", "ok", "ok", "ok"), body
 
 
 def test_the_os_is_debian_13(host):

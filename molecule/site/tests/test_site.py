@@ -15,6 +15,7 @@ leader's host stopped, a switchover to a named replica), then the app and cache 
 load through the load balancer, and every service killed with kill -9.
 """
 
+import hashlib
 import json
 import os
 import re
@@ -25,6 +26,7 @@ import uuid
 from pathlib import Path
 
 import ansible_runner
+import boto3
 import pytest
 import yaml
 from openload import fault_figures, outage_figures
@@ -127,7 +129,7 @@ def test_the_load_balancer_serves_a_certificate_pebble_issued(host):
 def test_health_through_the_load_balancer_reports_the_release_and_its_dependencies(host):
     status, body = get(host, "/health")
     assert status == 200, body
-    assert json.loads(body) == {"status": "ok", "version": "1.0.0", "database": "ok", "redis": "ok"}
+    assert json.loads(body) == {"status": "ok", "version": "1.0.0", "database": "ok", "redis": "ok", "storage": "ok"}
 
 
 def test_an_api_write_reaches_postgresql_its_replica_and_the_redis_cache(host, secrets):
@@ -152,6 +154,38 @@ def test_an_api_write_reaches_postgresql_its_replica_and_the_redis_cache(host, s
         f"REDISCLI_AUTH={secrets['vault_redis_admin_password']} redis-cli --no-auth-warning --user admin "
         f"TTL teamflow:note:{note['id']}")
     assert 0 < int(ttl) <= 300
+
+
+def app_bucket(secrets):
+    """boto3 on the app's bucket (tf-s3, SeaweedFS), with the app's identity from the lab's inventory and vault."""
+    address = scenario_host("tf-s3").check_output("hostname -I").split()[0]
+    settings = yaml.safe_load((LAB / "group_vars" / "app" / "app.yml").read_text())
+    return boto3.client("s3", endpoint_url=f"https://{address}:8333", region_name="us-east-1",
+                        aws_access_key_id=settings["app_s3_access_key"],
+                        aws_secret_access_key=secrets["vault_app_s3_secret_key"],
+                        verify=str(PROJECT / ".lab" / "pki" / "ca.crt")), settings["app_s3_bucket_name"]
+
+
+def test_an_attachment_goes_through_the_load_balancer_into_the_bucket_and_out_again(host, secrets):
+    status, body = get(host, "/api/v1/notes", "-X POST -H 'Content-Type: application/json'",
+                       "-d '{\"title\": \"with an attachment\"}'")
+    assert status == 201, body
+    note = json.loads(body)["id"]
+    path = f"/api/v1/notes/{note}/attachments/plan.bin"
+    digest = host.check_output("head -c 1000000 /dev/urandom > /tmp/plan.bin && sha256sum /tmp/plan.bin").split()[0]
+    status, body = get(host, path, "-X PUT -H 'Content-Type: application/octet-stream' --data-binary @/tmp/plan.bin")
+    assert status == 201, body
+    assert json.loads(body)["sha256"] == digest
+    s3, bucket = app_bucket(secrets)
+    stored = s3.get_object(Bucket=bucket, Key=f"notes/{note}/plan.bin")["Body"].read()
+    assert hashlib.sha256(stored).hexdigest() == digest
+    # read back through the load balancer (either app host)
+    for _ in range(2):
+        assert host.check_output(f"curl -sS --fail --cacert {ROOT_PEM} https://{SITE}{path} | sha256sum").split()[0] == digest
+    status, body = get(host, path, "-X DELETE")
+    assert status == 204, body
+    assert get(host, path)[0] == 404
+    assert s3.list_objects_v2(Bucket=bucket, Prefix=f"notes/{note}/").get("KeyCount") == 0
 
 
 # --- the database tier's copies ----------------------------------------------------------

@@ -27,6 +27,12 @@ class Settings:
     refresh_token_expire_days: int
     s3_bucket_name: str
     s3_region: str
+    s3_endpoint_url: str
+    s3_access_key: str
+    s3_secret_key: str
+    s3_ca_bundle: str
+    s3_addressing_style: str
+    attachment_max_bytes: int
     log_level: str
     cache_ttl_seconds: int
     db_pool_min: int
@@ -56,6 +62,14 @@ def load():
         refresh_token_expire_days=int(_env("REFRESH_TOKEN_EXPIRE_DAYS", "7")),
         s3_bucket_name=_env("S3_BUCKET_NAME", ""),
         s3_region=_env("S3_REGION", ""),
+        # S3-compatible storage other than AWS: its URL, the CA that signed its certificate (empty: the
+        # system's), and path-style addressing where the storage has no per-bucket host names
+        s3_endpoint_url=_env("S3_ENDPOINT_URL", ""),
+        s3_access_key=_env("S3_ACCESS_KEY", ""),
+        s3_secret_key=_env("S3_SECRET_KEY", ""),
+        s3_ca_bundle=_env("S3_CA_BUNDLE", ""),
+        s3_addressing_style=_env("S3_ADDRESSING_STYLE", "auto"),
+        attachment_max_bytes=int(_env("ATTACHMENT_MAX_BYTES", str(25 * 1024 * 1024))),
         log_level=_env("LOG_LEVEL", "INFO").upper(),
         cache_ttl_seconds=int(_env("CACHE_TTL_SECONDS", "300")),
         db_pool_min=int(_env("DB_POOL_MIN", "2")),
