@@ -23,6 +23,8 @@ BASELINE = {
     "certbot": {"certbot_domains": ["teamflow.example.com"], "certbot_email": "ops@teamflow.example.com"},
     "common": {},
     "etcd": {},
+    "file_backup": {"file_backup_target_bucket": "teamflow-files-offsite", "file_backup_encryption_password": PASSWORD,
+                    "file_backup_encryption_salt": PASSWORD},
     "hardening": {"hardening_ssh_admin_networks": ["192.0.2.0/24"]},
     # the inventory below has two web hosts
     "keepalived": {"keepalived_virtual_ipaddress": "192.0.2.10/24"},
@@ -44,6 +46,14 @@ BASELINE = {
 }
 
 BAD = [
+    ("file_backup", {"file_backup_target_bucket": ""}, "file_backup_target_bucket must name the off-site bucket"),
+    ("file_backup", {"file_backup_target_bucket": "teamflow-storage"},
+     "file_backup_target_bucket must not be the bucket it copies"),
+    ("file_backup", {"file_backup_encryption_salt": SHORT_SECRET}, "file_backup_encryption_salt"),
+    ("file_backup", {"file_backup_calendar": "every hour"}, "file_backup_calendar"),
+    ("file_backup", {"file_backup_target_path": "/copy"}, "file_backup_target_path must be a path in the off-site bucket"),
+    ("file_backup", {"file_backup_source_access_key": "SAMEKEY", "file_backup_target_access_key": "SAMEKEY"},
+     "the off-site copy needs credentials of its own"),
     ("redis", {"redis_port": 99999}, "redis_port is 99999, not a port (1-65535)"),
     ("redis", {"redis_admin_password": SHORT_SECRET}, "redis_admin_password"),
     ("redis", {"redis_replication_password": SHORT_SECRET}, "redis_replication_password and redis_sentinel_password"),

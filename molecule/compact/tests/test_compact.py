@@ -93,6 +93,19 @@ def test_the_firewall_opens_only_what_each_tier_needs_between_the_hosts(host):
     assert not reachable("cp-acme", DB, 5432)
 
 
+def test_the_apps_files_are_copied_off_site(host):
+    """An attachment through the site, then the file backup's unit on ops1 (as its timer runs it)."""
+    body = host.check_output(f"curl -sS --cacert {ROOT_PEM} -H 'Content-Type: application/json' "
+                             f"-d '{{\"title\": \"compact\"}}' https://{SITE}/api/v1/notes")
+    note = json.loads(body)["id"]
+    status = host.check_output(f"echo compact-file | curl -sS --cacert {ROOT_PEM} -o /dev/null -w '%{{http_code}}' "
+                               f"-X PUT --data-binary @- https://{SITE}/api/v1/notes/{note}/attachments/a.txt")
+    assert status == "201"
+    ops = scenario_host(OPS)
+    ops.run_expect([0], "systemctl start teamflow-file-backup.service")
+    assert ops.check_output("teamflow-rclone lsf copy:current/notes/%s/", str(note)).split() == ["a.txt"]
+
+
 def test_a_second_run_from_another_address_connects_and_changes_nothing(host):
     # another address of this machine on the lab's network, inside the admins' network: the run's SSH
     # sessions come from it (the inventory's known_hosts and the deploy key are all they need)

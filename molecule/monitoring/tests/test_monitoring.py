@@ -23,7 +23,7 @@ ALERTS = {
     "PatroniDown", "PatroniNoLeader", "EtcdMemberDown", "EtcdNoQuorum", "RedisDown", "RedisEvicting",
     "RedisReplicaNotReplicating", "RedisFailover", "RedisSentinelDown", "RedisSentinelNoQuorum",
     "WebAddressNotHeld", "WebAddressHeldTwice", "WebHostOutOfPair", "WebHostNotServing", "WebCertificateDiffers",
-    "CertificateExpiringSoon", "BackupTooOld", "BackupVerificationFailed", "LogsNotShipped", "LogStoreNearCap",
+    "CertificateExpiringSoon", "BackupTooOld", "BackupVerificationFailed", "FileBackupTooOld", "LogsNotShipped", "LogStoreNearCap",
 }
 
 

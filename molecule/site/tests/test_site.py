@@ -188,6 +188,52 @@ def test_an_attachment_goes_through_the_load_balancer_into_the_bucket_and_out_ag
     assert s3.list_objects_v2(Bucket=bucket, Prefix=f"notes/{note}/").get("KeyCount") == 0
 
 
+BACKUP_HOST = "tf-mon1"
+
+
+def file_backup_run():
+    """The file backup's unit on the backup host, started as its timer does and waited for; its exit status."""
+    return scenario_host(BACKUP_HOST).run("systemctl start teamflow-file-backup.service").rc
+
+
+def test_an_attachment_reaches_the_off_site_copy_and_a_deleted_one_restores_from_it(host, secrets):
+    """The file backup (role file_backup on tf-mon1): the attachment is in the encrypted copy after a run; deleted
+    through the load balancer, it stays in the copy's versions, and teamflow-file-restore puts it back."""
+    backup = scenario_host(BACKUP_HOST)
+    status, body = get(host, "/api/v1/notes", "-X POST -H 'Content-Type: application/json'",
+                       "-d '{\"title\": \"kept off-site\"}'")
+    note = json.loads(body)["id"]
+    path = f"/api/v1/notes/{note}/attachments/offsite.bin"
+    digest = host.check_output("head -c 200000 /dev/urandom > /tmp/offsite.bin && sha256sum /tmp/offsite.bin").split()[0]
+    status, body = get(host, path, "-X PUT -H 'Content-Type: application/octet-stream' --data-binary @/tmp/offsite.bin")
+    assert status == 201, body
+    assert file_backup_run() == 0, backup.check_output("journalctl -u teamflow-file-backup -n 20 -o cat")
+    key = f"notes/{note}/offsite.bin"
+    assert backup.check_output("teamflow-rclone lsf copy:current/notes/%s/", str(note)).split() == ["offsite.bin"]
+    assert backup.check_output("teamflow-rclone cat copy:current/%s | sha256sum", key).split()[0] == digest
+    # the off-site bucket holds neither the names nor the contents
+    raw = backup.check_output("teamflow-rclone lsf -R --files-only offsite:teamflow-files-offsite").splitlines()
+    assert raw and not any("notes" in name for name in raw), raw[:5]
+    prom = backup.file("/var/lib/prometheus/node-exporter/teamflow_file_backup.prom").content_string
+    assert re.search(r'^teamflow_file_backup_last_run_success\{bucket="teamflow-files"\} 1$', prom, re.M), prom
+
+    status, body = get(host, path, "-X DELETE")
+    assert status == 204, body
+    assert file_backup_run() == 0
+    assert backup.run("teamflow-rclone lsf copy:current/%s", key).stdout.strip() == ""
+    restored = json.loads(backup.check_output("teamflow-file-restore --version latest %s", key))
+    assert restored["from"].startswith("copy:versions/") and restored["objects"] == 1, restored
+    s3, bucket = app_bucket(secrets)
+    assert hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest() == digest
+    # the restored object is the bucket's again: the next run copies it, and the copy verifies whole
+    assert file_backup_run() == 0
+    run = ansible_playbook(PROJECT / "playbooks" / "file_backup_verify.yml")
+    assert run.returncode == 0, run.stdout[-3000:]
+    report = re.search(r'"msg": "(\d+ objects in the bucket[^"]*)"', run.stdout)
+    print(f"file backup verification: {report[1] if report else run.stdout[-400:]}")
+    assert report, run.stdout[-3000:]
+
+
 # --- the database tier's copies ----------------------------------------------------------
 
 def pgbackrest_info():

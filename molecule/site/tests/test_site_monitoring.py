@@ -25,7 +25,7 @@ def values(query):
     "pg_settings_max_connections", "pg_stat_archiver_failed_count", "pg_replica_lag_seconds",
     "redis_evicted_keys_total", 'probe_success{job="teamflow_health"} == 1', 'http_requests_total{job="teamflow_app"}',
     "pgbackrest_backup_last_success_timestamp_seconds", "pgbackrest_verify_success == 1",
-    'teamflow_logs_store_bytes{store="main"} > 0',
+    'teamflow_logs_store_bytes{store="main"} > 0', 'teamflow_file_backup_last_run_success == 1',
 ])
 def test_the_exporters_give_what_the_rules_read(host, query):
     assert wait_for(lambda: values(query), 30), query
