@@ -156,9 +156,10 @@ def test_an_api_write_reaches_postgresql_its_replica_and_the_redis_cache(host, s
     assert 0 < int(ttl) <= 300
 
 
-def app_bucket(secrets):
-    """boto3 on the app's bucket (tf-s3, SeaweedFS), with the app's identity from the lab's inventory and vault."""
-    address = scenario_host("tf-s3").check_output("hostname -I").split()[0]
+def app_bucket(host, secrets):
+    """boto3 on the app's bucket (SeaweedFS on the helper tf-s3, which is not in the scenario's inventory: its
+    address as the client resolves it), with the app's identity from the lab's inventory and vault."""
+    address = host.check_output("getent hosts tf-s3").split()[0]
     settings = yaml.safe_load((LAB / "group_vars" / "app" / "app.yml").read_text())
     return boto3.client("s3", endpoint_url=f"https://{address}:8333", region_name="us-east-1",
                         aws_access_key_id=settings["app_s3_access_key"],
@@ -176,7 +177,7 @@ def test_an_attachment_goes_through_the_load_balancer_into_the_bucket_and_out_ag
     status, body = get(host, path, "-X PUT -H 'Content-Type: application/octet-stream' --data-binary @/tmp/plan.bin")
     assert status == 201, body
     assert json.loads(body)["sha256"] == digest
-    s3, bucket = app_bucket(secrets)
+    s3, bucket = app_bucket(host, secrets)
     stored = s3.get_object(Bucket=bucket, Key=f"notes/{note}/plan.bin")["Body"].read()
     assert hashlib.sha256(stored).hexdigest() == digest
     # read back through the load balancer (either app host)
@@ -223,7 +224,7 @@ def test_an_attachment_reaches_the_off_site_copy_and_a_deleted_one_restores_from
     assert backup.run("teamflow-rclone lsf copy:current/%s", key).stdout.strip() == ""
     restored = json.loads(backup.check_output("teamflow-file-restore --version latest %s", key))
     assert restored["from"].startswith("copy:versions/") and restored["objects"] == 1, restored
-    s3, bucket = app_bucket(secrets)
+    s3, bucket = app_bucket(host, secrets)
     assert hashlib.sha256(s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest() == digest
     # the restored object is the bucket's again: the next run copies it, and the copy verifies whole
     assert file_backup_run() == 0
