@@ -190,6 +190,11 @@ def test_an_attachment_is_stored_in_the_bucket_read_back_and_deleted(host):
     assert (json.loads(body)["sha256"], json.loads(body)["size"]) == (digest, 40_000)
     assert bucket_object(host, f"notes/{note['id']}/report.bin") == digest
     assert request(host, path, raw=b"") == (200, f"{digest} 40000")
+    disposition = host.check_output(
+        "python3 -c %s %s", "import sys, urllib.request\n"
+        "print(urllib.request.urlopen(sys.argv[1], timeout=10).headers['Content-Disposition'])",
+        f"http://{private_address(host)}:8000{path}")
+    assert disposition == 'attachment; filename="report.bin"'
     listed = json.loads(request(host, f"/api/v1/notes/{note['id']}/attachments")[1])
     assert [(item["name"], item["sha256"]) for item in listed] == [("report.bin", digest)]
     assert sql(host, f"SELECT size FROM attachments WHERE note_id = {note['id']}") == "40000"

@@ -314,7 +314,9 @@ async def get_attachment(note_id: int, name: str):
         log.error("attachment without its object", extra={"fields": {
             "event": "storage", "key": storage.key(note_id, name)}})
         raise HTTPException(status_code=502, detail="the attachment's file is missing from the storage") from None
-    return Response(content=data, media_type=content_type, headers={"X-Content-SHA256": row[2]})
+    # a download, never a page of the site: an uploaded HTML file is not rendered on the site's origin
+    return Response(content=data, media_type=content_type, headers={
+        "X-Content-SHA256": row[2], "Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @app.delete(API + "/notes/{note_id}/attachments/{name}", status_code=204)
